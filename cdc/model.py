@@ -1,0 +1,152 @@
+"""The data model shared by connectors, mappers and the sink.
+
+A connector turns the database log into a stream of `Change` objects, with a
+`Commit` marker after the last change of every transaction. Mappers turn
+Changes into `Event`s (or other Changes); whatever is still a Change at the
+end of the chain is rendered by the sink's format.
+
+Example::
+
+    Change(op=INSERT, database="shop", schema="public", table="orders",
+           key={"id": 7}, before=None, after={"id": 7, "status": "new"},
+           columns={"id": "int4", "status": "text"}, position=0x16B3748,
+           txid=731, commit_ts=1709212455123456, index=0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple, Union
+
+# Change.op values. Plain strings so mapper authors can compare with literals.
+INSERT = "insert"
+UPDATE = "update"
+DELETE = "delete"
+TRUNCATE = "truncate"
+MESSAGE = "message"  # a logical decoding message (pg_logical_emit_message)
+READ = "read"  # a row read by a snapshot
+OPS = (INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ)
+
+
+class Interval(NamedTuple):
+    """A PostgreSQL interval: its three fields are independent (a month is not
+    a fixed number of days), so it is kept as the server stores it."""
+
+    months: int
+    days: int
+    microseconds: int
+
+
+# Python types of Change values, by kind of column (connectors convert to these):
+#   integers -> int            numeric/decimal -> decimal.Decimal (never float)
+#   float4/8 -> float           bool -> bool      text, char, enum, uuid -> str
+#   date -> datetime.date       time -> datetime.time
+#   timestamp -> naive datetime.datetime   timestamptz -> aware datetime (UTC)
+#   interval -> Interval        json/jsonb -> parsed (dict, list, str, ...)
+#   bytea/blob -> bytes         arrays -> list (nested for multi-dimensional)
+#   anything else (domains, unknown types, values outside Python's ranges such
+#   as 'infinity' timestamps) -> the server's text form, str
+
+
+@dataclass(slots=True, eq=False)
+class Change:
+    """One row change, normalized across databases.
+
+    `before`/`after` map column name to a converted value (None where the row
+    image does not exist, e.g. `before` of an insert). A column listed in
+    `unchanged` was not carried by the log (PostgreSQL's unchanged TOAST
+    values): it is absent from `after`, never reported as null.
+
+    `position` is the position of the transaction's commit (PostgreSQL: the
+    commit LSN; MySQL: the binlog coordinates of the transaction), shared by
+    every change of the transaction; `index` numbers the changes within it
+    from 0. Together they identify the change on every replay.
+
+    For op == "message", `after` is {"prefix": str, "content": bytes,
+    "transactional": bool} and `table`/`schema` are empty.
+    """
+
+    op: str
+    database: str
+    schema: str
+    table: str
+    key: dict[str, Any] | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    columns: dict[str, str]  # column name -> database type name, in table order
+    position: Any
+    txid: int | None
+    commit_ts: int  # commit time, microseconds since the Unix epoch (UTC)
+    index: int
+    unchanged: tuple[str, ...] = ()
+    snapshot: bool = False
+    # Where this one change sits in the log, for envelopes that report it
+    # (PostgreSQL: the change's LSN; MySQL: (file, pos, row)).
+    log_pos: Any = None
+    # Connector-specific, transaction-wide details for envelopes (e.g. the
+    # MySQL server_id and GTID). Shared by every change of a transaction.
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table_id(self) -> str:
+        """`schema.table` (or `database.table` where there are no schemas)."""
+        return f"{self.schema or self.database}.{self.table}"
+
+
+@dataclass(slots=True, eq=False)
+class Commit:
+    """Marks the end of a transaction in a source's stream.
+
+    `position` is what the source must be given back through `ack()` once
+    every event of this and all earlier transactions is acknowledged
+    (PostgreSQL: the commit's end LSN).
+    """
+
+    position: Any
+    txid: int | None = None
+    commit_ts: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class Event:
+    """A message for the broker.
+
+    `topic` and `key` left as None are filled in by the sink (topic template,
+    primary key). `key` and `value` may be bytes, str or any JSON-serializable
+    object; `value` None is a tombstone.
+    """
+
+    topic: str | None
+    key: Any
+    value: Any
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    # The change this event came from; set by the pipeline when a mapper
+    # leaves it empty. Used for the event id and for dead-letter reports.
+    change: Change | None = None
+
+
+MapperResult = Union[None, Change, Event, "list[Change | Event]"]
+Mapper = Callable[[Change], Any]
+
+# Header carrying the deterministic event id (same change -> same id on replay).
+EVENT_ID_HEADER = "cdc-event-id"
+
+
+def event_id(change: Change, n: int = 0) -> str:
+    """Deterministic id of the `n`-th event made from `change`.
+
+    Built from the transaction's commit position and the change's index, so a
+    replay after a crash carries the same id and consumers can drop it.
+    """
+    pos = change.position
+    text = format_position(pos)
+    return f"{text}/{change.index}" if n == 0 else f"{text}/{change.index}/{n}"
+
+
+def format_position(pos: Any) -> str:
+    """A compact, stable text form of a position."""
+    if isinstance(pos, int):
+        return f"{pos:X}"
+    if isinstance(pos, tuple):
+        return ":".join(str(p) for p in pos)
+    return str(pos)

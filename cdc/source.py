@@ -1,0 +1,37 @@
+"""What a source connector must do for the pipeline runtime."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from .model import Change, Commit
+
+
+class Source(Protocol):
+    """A database log reader.
+
+    The pipeline calls `open()` once, then loops over `read()`. Every change
+    of a transaction comes before its `Commit`; transactions come in commit
+    order. `ack(position)` tells the source that every event up to that
+    `Commit.position` is acknowledged by the broker, so it may confirm it to
+    the server (PostgreSQL slot) — never further.
+
+    `tick(idle)` is called often, also while the sink is blocked on a full
+    producer queue: the source sends its keepalives and status updates there.
+    `idle` is True when no event is waiting for the broker, which lets a
+    source confirm log positions that carried nothing for it.
+    """
+
+    name: str
+
+    def open(self, stored_position: Any | None) -> None: ...
+
+    def read(self, timeout: float) -> Sequence[Change | Commit]: ...
+
+    def ack(self, position: Any) -> None: ...
+
+    def tick(self, idle: bool) -> None: ...
+
+    def position_to_store(self, position: Any) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
