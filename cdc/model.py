@@ -15,8 +15,9 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Union
 
 # Change.op values. Plain strings so mapper authors can compare with literals.
 INSERT = "insert"
@@ -28,9 +29,13 @@ READ = "read"  # a row read by a snapshot
 OPS = (INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ)
 
 
-class Interval(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Interval:
     """A PostgreSQL interval: its three fields are independent (a month is not
-    a fixed number of days), so it is kept as the server stores it."""
+    a fixed number of days), so it is kept as the server stores it.
+
+    (Not a NamedTuple: JSON encoders would silently turn a tuple into a list.)
+    """
 
     months: int
     days: int

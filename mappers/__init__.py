@@ -1,0 +1,35 @@
+"""Built-in mappers, by the `type` name used in YAML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.errors import ConfigError
+
+# type name -> "module:class"; imported only when a config uses it.
+BUILTINS: dict[str, str] = {
+    "debezium": "mappers.envelope:EnvelopeMapper",
+}
+
+# Named by the design, built in a later release: refused clearly, never ignored.
+PLANNED = ("outbox", "filter", "columns", "rename", "route", "cloudevents")
+
+
+def builtin_mapper(name: str, where: str) -> Any:
+    """The class of built-in mapper `name`."""
+    from cdc.chain import import_object
+
+    target = BUILTINS.get(name)
+    if target is None:
+        if name in PLANNED:
+            raise ConfigError(
+                f"built-in mapper {name!r} is not available in this version; "
+                "use a `type: python` mapper meanwhile",
+                key=f"{where}.type",
+            )
+        raise ConfigError(
+            f"unknown mapper type {name!r}: expected python or one of "
+            f"{', '.join(sorted(BUILTINS))}",
+            key=f"{where}.type",
+        )
+    return import_object(target, f"{where}.type")

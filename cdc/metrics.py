@@ -1,0 +1,82 @@
+"""Prometheus metrics and the /metrics, /healthz, /readyz HTTP endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+
+log = logging.getLogger("cdc.http")
+
+_CHANGES = Counter("cdc_changes_total", "Row changes read from the source", ["pipeline"])
+_EVENTS = Counter("cdc_events_total", "Events handed to the producer", ["pipeline"])
+_TXNS = Counter("cdc_transactions_total", "Source transactions completed", ["pipeline"])
+_IN_FLIGHT = Gauge("cdc_events_in_flight", "Events not yet acknowledged by the broker",
+                   ["pipeline"])
+_UP = Gauge("cdc_pipeline_up", "1 while the pipeline is streaming", ["pipeline"])
+_ACKED = Gauge("cdc_acked_position", "Last source position whose events are all acknowledged "
+               "(PostgreSQL: LSN as a number)", ["pipeline"])
+_ACKED_AT = Gauge("cdc_acked_timestamp_seconds", "When the acknowledged position last moved",
+                  ["pipeline"])
+ERRORS = Counter("cdc_errors_total", "Errors by kind", ["pipeline", "kind"])
+
+
+class PipelineMetrics:
+    def __init__(self, pipeline: str):
+        self.changes = _CHANGES.labels(pipeline)
+        self.events = _EVENTS.labels(pipeline)
+        self.transactions = _TXNS.labels(pipeline)
+        self.in_flight = _IN_FLIGHT.labels(pipeline)
+        self.up = _UP.labels(pipeline)
+        self._acked = _ACKED.labels(pipeline)
+        self._acked_at = _ACKED_AT.labels(pipeline)
+        self.pipeline = pipeline
+
+    def acked_position(self, position: Any) -> None:
+        if isinstance(position, int):
+            self._acked.set(position)
+        self._acked_at.set(time.time())
+
+    def error(self, kind: str) -> None:
+        ERRORS.labels(self.pipeline, kind).inc()
+
+
+Check = Callable[[], dict[str, Any]]
+
+
+def serve(listen: str, health: Check, ready: Check) -> ThreadingHTTPServer:
+    """Start the HTTP server on a daemon thread. `health`/`ready` return {"ok": bool, ...}."""
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                state = (health if path == "/healthz" else ready)()
+                code = 200 if state.get("ok") else 503
+                self._send(code, json.dumps(state).encode(), "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # probes every few seconds would flood the log
+
+    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

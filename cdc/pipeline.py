@@ -1,0 +1,240 @@
+"""One pipeline's runtime: source -> mapper chain -> format -> Kafka, with checkpoints.
+
+Everything runs on one thread, in one loop:
+
+    read a burst of changes -> map, render, produce each (delivery callbacks
+    count down the transaction's pending events) -> poll delivery reports ->
+    move the safe position -> confirm it to the source -> let the source send
+    keepalives
+
+While the producer's queue is full, `KafkaSink.send` keeps calling the
+source's `tick` so the database never sees a silent client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .checkpoint import Checkpointer, Txn
+from .errors import SinkError
+from .jsonenc import encode
+from .metrics import PipelineMetrics
+from .model import EVENT_ID_HEADER, Change, Commit, Event, event_id
+from .offsets import OffsetStore
+from .sink import KafkaSink
+from .source import Source
+
+log = logging.getLogger("cdc.pipeline")
+
+SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position moves
+SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
+
+Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
+
+
+class TopicNamer:
+    """Fills the sink's topic template from a change's fields, cached per table and op."""
+
+    FIELDS = ("database", "schema", "table", "op")
+
+    def __init__(self, template: str, pipeline: str):
+        self.template = template
+        self.pipeline = pipeline
+        self._cache: dict[tuple[str, str, str, str], str] = {}
+
+    def __call__(self, change: Change) -> str:
+        k = (change.database, change.schema, change.table, change.op)
+        topic = self._cache.get(k)
+        if topic is None:
+            topic = self.template.format(
+                database=change.database,
+                schema=change.schema,
+                table=change.table,
+                op=change.op,
+                pipeline=self.pipeline,
+            )
+            self._cache[k] = topic
+        return topic
+
+
+class Pipeline:
+    def __init__(
+        self,
+        name: str,
+        source: Source,
+        chain: Any,
+        render: Renderer,
+        sink: KafkaSink,
+        store: OffsetStore,
+        topic_template: str,
+        flush_timeout: float = 30.0,
+        metrics: PipelineMetrics | None = None,
+    ):
+        self.name = name
+        self.source = source
+        self.chain = chain
+        self.render = render
+        self.sink = sink
+        self.store = store
+        self.topic = TopicNamer(topic_template, name)
+        self.flush_timeout = flush_timeout
+        self.metrics = metrics or PipelineMetrics(name)
+        self.checkpointer = Checkpointer()
+        self.running = False
+        self.last_loop = time.monotonic()
+        self._txn: Txn | None = None
+        self._last_save = 0.0
+        self._saved_position: Any = None
+        sink.wait_hook = self._while_blocked
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Stream until `stop` is set or something fails; always checkpoint what is acked."""
+        stored = self.store.load()
+        self.source.open(stored)
+        self.running = True
+        self.metrics.up.set(1)
+        try:
+            self._loop(stop)
+        finally:
+            self.running = False
+            self.metrics.up.set(0)
+            self._drain()
+
+    def _loop(self, stop: threading.Event) -> None:
+        source = self.source
+        sink = self.sink
+        process = self._process
+        counter = 0
+        while not stop.is_set():
+            for item in source.read(0.1):
+                if type(item) is Change:
+                    process(item)
+                    counter += 1
+                    if counter >= SERVICE_EVERY:
+                        counter = 0
+                        self._service()
+                        if stop.is_set():
+                            return  # mid-transaction: it stays unconfirmed and is replayed
+                else:
+                    assert type(item) is Commit
+                    self._commit(item)
+            sink.poll(0)
+            self._service()
+            self.last_loop = time.monotonic()
+
+    def _service(self) -> None:
+        """Poll deliveries, move and confirm the safe position, keep the source alive."""
+        self.sink.poll(0)
+        checkpointer = self.checkpointer
+        if checkpointer.failure is not None:
+            err, msg = checkpointer.failure
+            raise SinkError(
+                f"the broker refused a message for topic {msg.topic()!r}: {err.str()}; "
+                "the checkpoint stays before it"
+            )
+        moved = checkpointer.advance()
+        if moved is not None:
+            self.source.ack(moved)
+            self.metrics.acked_position(moved)
+            now = time.monotonic()
+            if now - self._last_save >= SAVE_INTERVAL:
+                self._save(moved)
+        self.source.tick(checkpointer.idle)
+        self.metrics.in_flight.set(checkpointer.in_flight)
+
+    def _while_blocked(self) -> None:
+        """Called by the sink while its queue is full: keep the source's server happy."""
+        moved = self.checkpointer.advance()
+        if moved is not None:
+            self.source.ack(moved)
+        self.source.tick(False)
+
+    def _save(self, position: Any) -> None:
+        if position == self._saved_position:
+            return
+        offsets = self.source.position_to_store(position)
+        offsets["pipeline"] = self.name
+        offsets["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.store.save(offsets)
+        self._saved_position = position
+        self._last_save = time.monotonic()
+
+    def _drain(self) -> None:
+        """Wait for in-flight events, checkpoint what the broker acknowledged, close."""
+        try:
+            left = self.sink.flush(self.flush_timeout)
+            if left:
+                log.warning(
+                    "%d events still unacknowledged after %.0fs; they are replayed on restart",
+                    left, self.flush_timeout,
+                )
+            self.checkpointer.advance()
+            position = self.checkpointer.acked_position
+            if position is not None:
+                self.source.ack(position)
+                self._save(position)
+        finally:
+            self.source.close()
+            if self.chain:
+                self.chain.close()
+
+    # -- per change -----------------------------------------------------------------
+
+    def _commit(self, commit: Commit) -> None:
+        txn = self._txn
+        if txn is None:
+            txn = self.checkpointer.begin()
+        self.checkpointer.commit(txn, commit.position)
+        self._txn = None
+        self.metrics.transactions.inc()
+
+    def _process(self, change: Change) -> None:
+        txn = self._txn
+        if txn is None:
+            txn = self._txn = self.checkpointer.begin()
+        self.metrics.changes.inc()
+        if self.chain:
+            items = self.chain.apply(change)
+        else:
+            items = (change,)
+        n = 0
+        for item in items:
+            if item.__class__ is Change:
+                for topic, key, value in self.render(item):
+                    headers: list[tuple[str, str | bytes | None]] = [
+                        (EVENT_ID_HEADER, event_id(item, n).encode())
+                    ]
+                    self._produce(topic or self.topic(item), key, value, headers, txn)
+                    n += 1
+            else:
+                self._produce_event(item, change, n, txn)
+                n += 1
+
+    def _produce_event(self, event: Event, change: Change, n: int, txn: Txn) -> None:
+        origin = event.change or change
+        headers: list[tuple[str, str | bytes | None]] = list(event.headers)
+        if not any(h[0] == EVENT_ID_HEADER for h in headers):
+            headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
+        key = event.key
+        if key is None and origin.key is not None:
+            key = origin.key
+        topic = event.topic or self.topic(origin)
+        self._produce(topic, encode(key), encode(event.value), headers, txn)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]],
+        txn: Txn,
+    ) -> None:
+        txn.pending += 1
+        self.sink.send(topic, key, value, headers, txn.on_delivery)
+        self.metrics.events.inc()

@@ -1,0 +1,149 @@
+"""Builds pipelines from a validated config and runs them until told to stop.
+
+Each pipeline runs on its own thread. SIGTERM/SIGINT set the stop flag: every
+pipeline finishes its current burst, waits for the broker to acknowledge what
+is in flight, checkpoints and closes. A pipeline that fails stops the others
+the same way, and the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from .chain import LoadedMapper, MapperChain, import_object, instantiate
+from .config import Config, MapperConfig, PipelineConfig, PostgresSourceConfig
+from .errors import CdcError, ConfigError
+from .metrics import PipelineMetrics, serve
+from .offsets import FileOffsetStore
+from .pipeline import Pipeline
+from .sink import KafkaSink
+
+log = logging.getLogger("cdc")
+
+
+def add_mapper_paths(config_path: str) -> None:
+    """Make mapper modules next to the config file, or in the working directory, importable."""
+    for directory in (os.getcwd(), os.path.dirname(os.path.abspath(config_path))):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+
+
+def build_source(p: PipelineConfig) -> Any:
+    src = p.source
+    if isinstance(src, PostgresSourceConfig):
+        from connectors.postgres.source import PostgresSource
+
+        return PostgresSource(src, name=p.name)
+    raise ConfigError(
+        f"source type {src.type!r} is not available in this version", key="source.type"
+    )
+
+
+def build_chain(p: PipelineConfig, index_base: str) -> MapperChain:
+    from mappers import builtin_mapper
+
+    loaded: list[LoadedMapper] = []
+    for i, m in enumerate(p.mappers):
+        where = f"{index_base}.mappers[{i}]"
+        loaded.append(_load_mapper(m, where, p, builtin_mapper))
+    return MapperChain(loaded)
+
+
+def _load_mapper(m: MapperConfig, where: str, p: PipelineConfig, builtin: Any) -> LoadedMapper:
+    if m.type == "python":
+        assert m.path is not None
+        obj = import_object(m.path, f"{where}.path")
+        return instantiate(obj, dict(m.options), m.name or m.path, where)
+    obj = builtin(m.type, where)
+    options = {**dict(m.options), "_sink": p.sink, "_type": m.type}
+    return instantiate(obj, options, m.name or m.type, where)
+
+
+def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
+    from mappers.formats import make_format
+
+    source = build_source(p)
+    chain = build_chain(p, f"pipelines[{index}]")
+    fmt = make_format(
+        p.sink.format,
+        decimal=p.sink.decimal,
+        tombstones=p.sink.tombstones,
+        truncate=p.sink.truncate,
+        server_name=p.name,
+    )
+    sink = KafkaSink(p.sink.producer_config())
+    store = FileOffsetStore(p.offsets.path)
+    return Pipeline(
+        p.name,
+        source,
+        chain,
+        fmt.render,
+        sink,
+        store,
+        p.sink.topic,
+        flush_timeout=p.sink.flush_timeout,
+        metrics=PipelineMetrics(p.name),
+    )
+
+
+class Runtime:
+    def __init__(self, config: Config, config_path: str):
+        self.config = config
+        self.stop = threading.Event()
+        self.errors: list[tuple[str, BaseException]] = []
+        add_mapper_paths(config_path)
+        self.pipelines = [build_pipeline(p, i) for i, p in enumerate(config.pipelines)]
+
+    def health(self) -> dict[str, Any]:
+        now = time.monotonic()
+        stalled = [p.name for p in self.pipelines if p.running and now - p.last_loop > 60]
+        return {"ok": not self.errors and not stalled, "stalled": stalled,
+                "failed": [name for name, _ in self.errors]}
+
+    def ready(self) -> dict[str, Any]:
+        running = {p.name: p.running for p in self.pipelines}
+        return {"ok": all(running.values()) and not self.errors, "pipelines": running}
+
+    def _run_one(self, pipeline: Pipeline) -> None:
+        try:
+            pipeline.run(self.stop)
+        except BaseException as e:  # reported by run(); stop the others
+            self.errors.append((pipeline.name, e))
+            if isinstance(e, CdcError):
+                log.error("pipeline %s stopped: %s", pipeline.name, e)
+            else:
+                log.exception("pipeline %s crashed", pipeline.name)
+            pipeline.metrics.error(type(e).__name__)
+            self.stop.set()
+
+    def run(self) -> int:
+        http = self.config.http
+        server = serve(http.listen, self.health, self.ready) if http.enabled else None
+        threads = [
+            threading.Thread(target=self._run_one, args=(p,), name=f"pipeline-{p.name}")
+            for p in self.pipelines
+        ]
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("received %s: draining and checkpointing", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+        if server is not None:
+            server.shutdown()
+        if not self.errors:
+            return 0
+        codes = [e.exit_code for _, e in self.errors if isinstance(e, CdcError)]
+        return max(codes) if codes else 1

@@ -1,0 +1,107 @@
+"""The Kafka sink: a confluent-kafka producer that never blocks the source's keepalives.
+
+`send()` hands a message to librdkafka. When its queue is full (the broker is
+slow or gone) it waits in short polls, calling `wait_hook` between them so the
+source keeps answering its server (PostgreSQL kills a walsender that is silent
+for wal_sender_timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from .errors import SinkError
+
+log = logging.getLogger("cdc.sink")
+
+DeliveryCallback = Callable[[Any, Any], None]
+
+
+class KafkaSink:
+    def __init__(self, properties: dict[str, str], wait_hook: Callable[[], None] | None = None):
+        self._properties = dict(properties)
+        self._producer: Producer | None = None  # created lazily: no network I/O in __init__
+        self.wait_hook = wait_hook
+        self.fatal: KafkaError | None = None
+        self.blocked_seconds = 0.0
+
+    def _error_cb(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal = err
+            log.error("producer fatal error: %s", err.str())
+        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            log.warning("broker connection problem: %s", err.str())
+        else:
+            log.info("producer: %s", err.str())
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            conf: dict[str, Any] = dict(self._properties)
+            conf["error_cb"] = self._error_cb
+            try:
+                self._producer = Producer(conf)
+            except KafkaException as e:
+                raise SinkError(f"cannot create the Kafka producer: {e}") from e
+        return self._producer
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]] | None,
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        producer = self.producer
+        try:
+            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            pass
+        except KafkaException as e:
+            raise SinkError(f"cannot produce to {topic!r}: {e}") from e
+        # The local queue is full: wait for deliveries, keep the source alive.
+        started = time.monotonic()
+        while True:
+            producer.poll(0.05)
+            if self.fatal is not None:
+                raise SinkError(f"producer failed: {self.fatal.str()}")
+            if self.wait_hook is not None:
+                self.wait_hook()
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                continue
+            except KafkaException as e:
+                raise SinkError(f"cannot produce to {topic!r}: {e}") from e
+        self.blocked_seconds += time.monotonic() - started
+
+    def poll(self, timeout: float = 0.0) -> int:
+        if self._producer is None:
+            return 0
+        return self._producer.poll(timeout)
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` for every queued message; return how many are left.
+
+        Polls in short steps so `wait_hook` keeps running.
+        """
+        if self._producer is None:
+            return 0
+        deadline = time.monotonic() + timeout
+        remaining = len(self._producer)
+        while remaining and time.monotonic() < deadline:
+            remaining = self._producer.flush(0.1)
+            if self.wait_hook is not None:
+                self.wait_hook()
+        return remaining
+
+    def close(self) -> None:
+        self._producer = None

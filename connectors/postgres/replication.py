@@ -1,0 +1,235 @@
+"""The streaming replication protocol over psycopg's low-level connection.
+
+`ReplicationStream` owns one walsender connection: it starts logical
+replication, hands out the XLogData payloads, answers keepalives and sends
+standby status updates. It knows nothing of pgoutput; the source decides what
+LSN is safe to confirm and calls `confirm()`.
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+import time
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import pq
+
+from cdc.errors import SourceError
+
+# Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+PG_EPOCH_OFFSET_US = 946_684_800_000_000
+
+_XLOGDATA_HEADER = struct.Struct("!QQq")  # wal start, wal end, server time
+_KEEPALIVE = struct.Struct("!Qq?")  # wal end, server time, reply requested
+_STATUS = struct.Struct("!cQQQq?")  # 'r', written, flushed, applied, client time, reply
+
+
+def format_lsn(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def now_pg_us() -> int:
+    return int(time.time() * 1_000_000) - PG_EPOCH_OFFSET_US
+
+
+# GUCs of the walsender session: pgoutput formats values with the session's
+# output functions, so they fix the text forms the type converters expect.
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO -c IntervalStyle=postgres -c TimeZone=UTC "
+    "-c extra_float_digits=3 -c bytea_output=hex"
+)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class ReplicationStream:
+    """One logical replication connection in CopyBoth mode."""
+
+    def __init__(self, dsn: str, application_name: str = "cdc"):
+        self._dsn = dsn
+        self._application_name = application_name
+        self._conn: psycopg.Connection | None = None
+        self._pgconn: pq.abc.PGconn | None = None
+        self.received_lsn = 0  # highest wal end seen in XLogData or keepalives
+        self.keepalive_lsn = 0  # wal end of the last keepalive (what the server has sent)
+        self.reply_requested = False
+        self.last_status = 0.0
+        self._confirmed = 0
+
+    # -- connection -----------------------------------------------------------------
+
+    def connect(self) -> None:
+        try:
+            self._conn = psycopg.Connection.connect(
+                self._dsn,
+                autocommit=True,
+                replication="database",
+                options=SESSION_OPTIONS,
+                application_name=self._application_name,
+            )
+        except psycopg.OperationalError as e:
+            raise SourceError(f"cannot open a replication connection: {e}".strip()) from e
+        self._pgconn = self._conn.pgconn
+
+    def command(self, sql: str) -> list[tuple[str | None, ...]]:
+        """Run a replication command (simple query protocol) and return its rows as text."""
+        pgconn = self._require()
+        res = pgconn.exec_(sql.encode())
+        if res.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            msg = (res.error_message or pgconn.error_message).decode(errors="replace").strip()
+            raise SourceError(f"{sql.split('(')[0].strip()} failed: {msg}")
+        rows = []
+        for r in range(res.ntuples):
+            row = []
+            for c in range(res.nfields):
+                v = res.get_value(r, c)
+                row.append(None if v is None else bytes(v).decode())
+            rows.append(tuple(row))
+        return rows
+
+    def create_slot(self, slot: str) -> int:
+        """Create a pgoutput slot; returns its consistent point."""
+        rows = self.command(
+            f"CREATE_REPLICATION_SLOT {_quote_ident(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT"
+        )
+        return parse_lsn(rows[0][1] or "0/0")
+
+    def start(self, slot: str, start_lsn: int, options: dict[str, str]) -> None:
+        opts = ", ".join(f"{_quote_ident(k)} {_quote_literal(v)}" for k, v in options.items())
+        sql = (
+            f"START_REPLICATION SLOT {_quote_ident(slot)} LOGICAL {format_lsn(start_lsn)} ({opts})"
+        )
+        pgconn = self._require()
+        pgconn.send_query(sql.encode())
+        res = pgconn.get_result()
+        if res is None or res.status != pq.ExecStatus.COPY_BOTH:
+            err = (res.error_message if res is not None else b"") or pgconn.error_message
+            raise SourceError(
+                f"START_REPLICATION failed: {err.decode(errors='replace').strip()}"
+            )
+        pgconn.nonblocking = 1
+        self._confirmed = start_lsn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+        self._conn = None
+        self._pgconn = None
+
+    def _require(self) -> pq.abc.PGconn:
+        if self._pgconn is None:
+            raise SourceError("replication connection is not open")
+        return self._pgconn
+
+    # -- streaming ------------------------------------------------------------------
+
+    def messages(self, timeout: float, limit: int = 2000) -> Iterator[tuple[int, memoryview]]:
+        """Yield up to `limit` (wal_start, payload) pairs, waiting at most `timeout` for the first.
+
+        Keepalives are handled here: their LSN is recorded and a requested
+        reply is flagged for the next `send_status`.
+        """
+        pgconn = self._require()
+        get = pgconn.get_copy_data
+        header = _XLOGDATA_HEADER.unpack_from
+        count = 0
+        waited = False
+        while count < limit:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                kind = data[0]
+                if kind == 0x77:  # 'w' XLogData
+                    wal_start, wal_end, _ = header(data, 1)
+                    if wal_end > self.received_lsn:
+                        self.received_lsn = wal_end
+                    count += 1
+                    yield wal_start, memoryview(data)[25:]
+                elif kind == 0x6B:  # 'k' primary keepalive
+                    wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)
+                    self.keepalive_lsn = wal_end
+                    if wal_end > self.received_lsn:
+                        self.received_lsn = wal_end
+                    if reply:
+                        self.reply_requested = True
+                        return  # let the caller answer now
+                continue
+            if nbytes == 0:
+                if count or waited:
+                    return
+                waited = True
+                self._wait_readable(timeout)
+                continue
+            if nbytes == -1:
+                res = pgconn.get_result()
+                msg = res.error_message.decode(errors="replace").strip() if res else ""
+                raise SourceError(f"replication stream ended by the server {msg}".strip())
+            raise SourceError(
+                "replication connection failed: "
+                + pgconn.error_message.decode(errors="replace").strip()
+            )
+
+    def _wait_readable(self, timeout: float) -> None:
+        pgconn = self._require()
+        if timeout > 0:
+            readable, _, _ = select.select([pgconn.socket], [], [], timeout)
+            if not readable:
+                return
+        try:
+            pgconn.consume_input()
+        except psycopg.OperationalError as e:
+            raise SourceError(f"replication connection lost: {str(e).strip()}") from e
+
+    def send_status(self, flush_lsn: int, reply: bool = False) -> None:
+        """Report `flush_lsn` as written, flushed and applied.
+
+        The server moves the slot's confirmed_flush_lsn to it, so it must only
+        ever be a position whose every event the broker has acknowledged.
+        """
+        pgconn = self._require()
+        if flush_lsn < self._confirmed:
+            flush_lsn = self._confirmed  # never move backwards
+        msg = _STATUS.pack(b"r", flush_lsn, flush_lsn, flush_lsn, now_pg_us(), reply)
+        if pgconn.put_copy_data(msg) != 1:
+            raise SourceError(
+                "cannot send standby status: "
+                + pgconn.error_message.decode(errors="replace").strip()
+            )
+        self._flush(pgconn)
+        self._confirmed = flush_lsn
+        self.reply_requested = False
+        self.last_status = time.monotonic()
+
+    @staticmethod
+    def _flush(pgconn: pq.abc.PGconn) -> None:
+        # Non-blocking mode: flush() returns 1 while bytes remain queued.
+        deadline = time.monotonic() + 10.0
+        while True:
+            state = pgconn.flush()
+            if state == 0:
+                return
+            if state < 0 or time.monotonic() > deadline:
+                raise SourceError(
+                    "cannot send standby status: "
+                    + pgconn.error_message.decode(errors="replace").strip()
+                )
+            select.select([], [pgconn.socket], [], 1.0)
+
+    @property
+    def confirmed_lsn(self) -> int:
+        return self._confirmed

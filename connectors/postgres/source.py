@@ -1,0 +1,355 @@
+"""The PostgreSQL source: setup checks, publication and slot, and the change stream.
+
+Confirmation rule (the whole point of the checkpointer): the slot's
+confirmed_flush_lsn is only ever moved to
+
+- the end LSN of a transaction whose every event, and every earlier one's, the
+  broker acknowledged (`ack()`), or
+- the wal end of a keepalive, when nothing at all is in flight: no transaction
+  half received or waiting for the broker (`tick(idle=True)`). Without this an
+  idle or fully filtered slot would pin WAL forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from cdc.config import PostgresSourceConfig
+from cdc.errors import PositionLostError, SourceError, SourceSetupError
+from cdc.model import MESSAGE, Change, Commit
+
+from .pgoutput import PgoutputDecoder
+from .replication import ReplicationStream, format_lsn, parse_lsn
+
+log = logging.getLogger("cdc.postgres")
+
+HEARTBEAT_PREFIX = "cdc_heartbeat"
+ACK_INTERVAL = 1.0  # seconds between status updates while the confirmed LSN moves
+
+
+def _split_table(name: str) -> tuple[str, str]:
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot else ("public", name)
+
+
+def _proto_version(server_version: int) -> int:
+    if server_version >= 160000:
+        return 4
+    if server_version >= 150000:
+        return 3
+    if server_version >= 140000:
+        return 2
+    return 1
+
+
+class PostgresSource:
+    """Streams committed changes of one database through a pgoutput slot."""
+
+    def __init__(self, config: PostgresSourceConfig, name: str = "postgres"):
+        self.name = name
+        self.config = config
+        self.database = ""
+        self._stream = ReplicationStream(config.dsn, application_name=f"cdc-{name}")
+        self._decoder: PgoutputDecoder | None = None
+        self._excluded = {".".join(_split_table(t)) for t in config.exclude_tables}
+        self._acked = 0
+        self._heartbeat_conn: psycopg.Connection | None = None
+        self._last_heartbeat = time.monotonic()
+        self.proto_version = 0
+
+    # -- setup ----------------------------------------------------------------------
+
+    def open(self, stored_position: Any | None) -> None:
+        cfg = self.config
+        try:
+            conn = psycopg.Connection.connect(cfg.dsn, autocommit=True)
+        except psycopg.OperationalError as e:
+            raise SourceError(f"cannot connect to PostgreSQL: {str(e).strip()}") from e
+        with conn:
+            self.database = conn.info.dbname
+            server_version = conn.info.server_version
+            self._check_server(conn)
+            tables = self._check_tables(conn)
+            self._ensure_publication(conn, tables)
+            slot_exists = self._check_slot(conn, stored_position)
+        self.proto_version = _proto_version(server_version)
+        self._decoder = PgoutputDecoder(
+            self.database, spill_dir=cfg.spill_dir, spill_threshold=cfg.spill_threshold
+        )
+        self._stream.connect()
+        if not slot_exists:
+            lsn = self._stream.create_slot(cfg.slot)
+            log.info("created replication slot %s at %s", cfg.slot, format_lsn(lsn))
+        options = {
+            "proto_version": str(self.proto_version),
+            "publication_names": '"' + cfg.publication.replace('"', '""') + '"',
+            "messages": "true",
+        }
+        if cfg.streaming and self.proto_version >= 2:
+            options["streaming"] = "on"
+        # 0/0: resume at the slot's confirmed_flush_lsn, the last acknowledged commit.
+        self._stream.start(cfg.slot, 0, options)
+        log.info(
+            "streaming slot %s of database %s (pgoutput v%d%s)",
+            cfg.slot, self.database, self.proto_version,
+            ", streaming" if "streaming" in options else "",
+        )
+
+    def _check_server(self, conn: psycopg.Connection) -> None:
+        def show(name: str) -> str:
+            row = conn.execute(f"SHOW {name}").fetchone()
+            return str(row[0]) if row else ""
+
+        wal_level = show("wal_level")
+        if wal_level != "logical":
+            raise SourceSetupError(
+                f"wal_level is {wal_level!r}, logical decoding needs 'logical': run "
+                "ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL"
+            )
+        row = conn.execute(
+            "SELECT rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        if not row or not (row[0] or row[1]):
+            user = conn.info.user
+            raise SourceSetupError(
+                f"user {user!r} lacks the REPLICATION attribute: run "
+                f"ALTER ROLE {user} WITH REPLICATION;"
+            )
+        if int(show("max_wal_senders")) < 1:
+            raise SourceSetupError(
+                "max_wal_senders is 0: set max_wal_senders = 10 (or more) and restart PostgreSQL"
+            )
+        if int(show("max_replication_slots")) < 1:
+            raise SourceSetupError(
+                "max_replication_slots is 0: set max_replication_slots = 10 (or more) "
+                "and restart PostgreSQL"
+            )
+
+    def _check_tables(self, conn: psycopg.Connection) -> list[tuple[str, str]] | None:
+        """Check the configured tables exist and carry keys for updates and deletes."""
+        cfg = self.config
+        wanted = [_split_table(t) for t in cfg.tables] if cfg.tables is not None else None
+        rows = conn.execute(
+            """
+            SELECT n.nspname, c.relname, c.relreplident,
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%%'
+            """
+        ).fetchall()
+        found = {(r[0], r[1]): (r[2], r[3]) for r in rows}
+        if wanted is not None:
+            missing = [f"{s}.{t}" for s, t in wanted if (s, t) not in found]
+            if missing:
+                raise SourceSetupError(
+                    f"tables not found in database {self.database!r}: {', '.join(missing)}; "
+                    "fix source.tables or create them"
+                )
+        checked = wanted if wanted is not None else sorted(found)
+        for schema, table in checked:
+            if f"{schema}.{table}" in self._excluded:
+                continue
+            identity, has_pk = found[(schema, table)]
+            if identity == "n" or (identity == "d" and not has_pk):
+                what = "REPLICA IDENTITY NOTHING" if identity == "n" else "no primary key"
+                raise SourceSetupError(
+                    f"table {schema}.{table} has {what}: its updates and deletes would carry "
+                    f"no key. Add a primary key, or run ALTER TABLE {schema}.{table} "
+                    "REPLICA IDENTITY FULL; (or exclude it with source.exclude_tables)"
+                )
+        return wanted
+
+    def _ensure_publication(
+        self, conn: psycopg.Connection, tables: list[tuple[str, str]] | None
+    ) -> None:
+        cfg = self.config
+        pub = cfg.publication
+        row = conn.execute(
+            "SELECT puballtables FROM pg_publication WHERE pubname = %s", (pub,)
+        ).fetchone()
+        targets = ", ".join(f"{_ident(s)}.{_ident(t)}" for s, t in tables or [])
+        if row is None:
+            if not cfg.create:
+                raise SourceSetupError(
+                    f"publication {pub!r} does not exist: create it "
+                    f"(CREATE PUBLICATION {_ident(pub)} FOR TABLE ...) or set source.create: true"
+                )
+            what = f"FOR TABLE {targets}" if tables is not None else "FOR ALL TABLES"
+            conn.execute(f"CREATE PUBLICATION {_ident(pub)} {what}")
+            log.info("created publication %s %s", pub, what)
+            return
+        if row[0] or tables is None:
+            if tables is None and not row[0]:
+                log.warning(
+                    "publication %s lists tables; only those are streamed (source.tables "
+                    "is not set)", pub,
+                )
+            return
+        covered = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (pub,),
+            ).fetchall()
+        }
+        missing = [(s, t) for s, t in tables if (s, t) not in covered]
+        if not missing:
+            return
+        names = ", ".join(f"{_ident(s)}.{_ident(t)}" for s, t in missing)
+        if not cfg.create:
+            raise SourceSetupError(
+                f"publication {pub!r} does not cover {names}: run "
+                f"ALTER PUBLICATION {_ident(pub)} ADD TABLE {names}; or set source.create: true"
+            )
+        conn.execute(f"ALTER PUBLICATION {_ident(pub)} ADD TABLE {names}")
+        log.info("added %s to publication %s", names, pub)
+
+    def _check_slot(self, conn: psycopg.Connection, stored: Any | None) -> bool:
+        cfg = self.config
+        row = conn.execute(
+            """
+            SELECT plugin, database, active_pid, confirmed_flush_lsn::text
+            FROM pg_replication_slots WHERE slot_name = %s
+            """,
+            (cfg.slot,),
+        ).fetchone()
+        if row is None:
+            if stored and stored.get("lsn"):
+                raise PositionLostError(
+                    f"replication slot {cfg.slot!r} is gone, but the offset store says this "
+                    f"pipeline had confirmed {stored['lsn']}: changes made since then are lost "
+                    "to log mining. Re-snapshot the tables (or accept the gap), then remove the "
+                    "offsets file so the slot is created anew"
+                )
+            if not cfg.create:
+                raise SourceSetupError(
+                    f"replication slot {cfg.slot!r} does not exist: create it with "
+                    f"SELECT pg_create_logical_replication_slot('{cfg.slot}', 'pgoutput'); "
+                    "or set source.create: true"
+                )
+            used, limit = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_replication_slots), "
+                "current_setting('max_replication_slots')::int"
+            ).fetchone() or (0, 0)
+            if used >= limit:
+                raise SourceSetupError(
+                    f"all {limit} replication slots are in use: raise max_replication_slots "
+                    "and restart PostgreSQL, or drop an unused slot"
+                )
+            return False
+        plugin, database, active_pid, confirmed = row
+        if plugin != "pgoutput":
+            raise SourceSetupError(
+                f"slot {cfg.slot!r} uses plugin {plugin!r}, not pgoutput: drop it or choose "
+                "another source.slot"
+            )
+        if database != self.database:
+            raise SourceSetupError(
+                f"slot {cfg.slot!r} belongs to database {database!r}, not {self.database!r}"
+            )
+        if active_pid is not None:
+            raise SourceSetupError(
+                f"replication slot {cfg.slot!r} is in use by another process (pid "
+                f"{active_pid}): stop the other consumer or choose another source.slot"
+            )
+        if stored and stored.get("lsn") and confirmed:
+            if parse_lsn(stored["lsn"]) > parse_lsn(confirmed):
+                log.warning(
+                    "slot %s is at %s, behind the stored offset %s: resuming from the slot "
+                    "(changes in between are delivered again)", cfg.slot, confirmed,
+                    stored["lsn"],
+                )
+        return True
+
+    # -- streaming ------------------------------------------------------------------
+
+    def read(self, timeout: float) -> Iterator[Change | Commit]:
+        decoder = self._decoder
+        assert decoder is not None, "open() first"
+        decode = decoder.decode
+        excluded = self._excluded
+        for wal_start, payload in self._stream.messages(timeout):
+            for item in decode(wal_start, payload):
+                if item.__class__ is Change:
+                    if item.op == MESSAGE:
+                        if item.after and item.after["prefix"] == HEARTBEAT_PREFIX:
+                            continue
+                    elif excluded and item.table_id in excluded:
+                        continue
+                yield item
+
+    def ack(self, position: Any) -> None:
+        if position is not None and position > self._acked:
+            self._acked = position
+
+    def tick(self, idle: bool) -> None:
+        stream = self._stream
+        decoder = self._decoder
+        flush = self._acked
+        if idle and decoder is not None and not decoder.in_transaction:
+            flush = max(flush, stream.keepalive_lsn)
+        now = time.monotonic()
+        since = now - stream.last_status
+        if (
+            stream.reply_requested
+            or (flush > stream.confirmed_lsn and since >= ACK_INTERVAL)
+            or since >= self.config.status_interval
+        ):
+            stream.send_status(flush)
+        if self.config.heartbeat_interval and now - self._last_heartbeat >= (
+            self.config.heartbeat_interval
+        ):
+            self._last_heartbeat = now
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Write a tiny non-transactional message so an idle slot keeps moving."""
+        try:
+            if self._heartbeat_conn is None or self._heartbeat_conn.closed:
+                self._heartbeat_conn = psycopg.Connection.connect(
+                    self.config.dsn, autocommit=True
+                )
+            self._heartbeat_conn.execute(
+                "SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,)
+            )
+        except psycopg.Error as e:
+            log.warning("heartbeat failed: %s", str(e).strip())
+            if self._heartbeat_conn is not None:
+                self._heartbeat_conn.close()
+            self._heartbeat_conn = None
+
+    def position_to_store(self, position: Any) -> dict[str, Any]:
+        return {
+            "source": "postgres",
+            "database": self.database,
+            "slot": self.config.slot,
+            "lsn": format_lsn(position),
+        }
+
+    @property
+    def confirmed_lsn(self) -> int:
+        return self._stream.confirmed_lsn
+
+    def close(self) -> None:
+        """Confirm what is acknowledged, then disconnect."""
+        try:
+            if self._stream.confirmed_lsn < self._acked:
+                self._stream.send_status(self._acked)
+        except SourceError as e:
+            log.warning("final status update failed: %s", e)
+        self._stream.close()
+        if self._heartbeat_conn is not None:
+            self._heartbeat_conn.close()
+        if self._decoder is not None and hasattr(self._decoder, "close"):
+            self._decoder.close()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

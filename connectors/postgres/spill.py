@@ -1,0 +1,141 @@
+"""A buffer for one streamed transaction that spills to disk past a size limit.
+
+A streamed transaction (pgoutput protocol v2+) can be arbitrarily large and
+only becomes real at Stream Commit, so its messages must be kept until then
+without keeping them all in memory. `SpillBuffer` holds items in a list until
+their approximate size passes `threshold`, then appends them to a temporary
+file as pickled chunks, and replays everything in order at the end.
+
+Example::
+
+    buf = SpillBuffer(threshold=1 << 20)
+    for item in items:
+        buf.append(item, size=len(item))
+    for item in buf.replay():   # disk chunks first, then what is in memory
+        ...
+    # replay() closes the buffer when it finishes; close() is idempotent
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import weakref
+from collections.abc import Callable, Generator
+from typing import Any, BinaryIO
+
+# Items are pickled in chunks of about this many bytes, so neither writing nor
+# reading back ever holds more than one chunk's pickle in memory at once.
+_CHUNK_BYTES = 1 << 20
+
+
+class SpillBuffer:
+    """An append-only, replay-once sequence of picklable items with bounded memory."""
+
+    def __init__(self, threshold: int, directory: str | None = None) -> None:
+        self.threshold = threshold
+        self.directory = directory
+        self.path: str | None = None  # the spill file, once there is one
+        self._file: BinaryIO | None = None
+        self._chunks = 0  # pickled chunks in the file
+        self._items: list[Any] = []
+        self._memory = 0  # approximate bytes held in _items
+        self._closed = False
+        # Deletes the file even if the owner forgets the buffer without closing
+        # it (e.g. a replay generator dropped before its first item).
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def spilled(self) -> bool:
+        """True once anything has been written to disk."""
+        return self._chunks > 0
+
+    @property
+    def memory_size(self) -> int:
+        """Approximate bytes currently held in memory."""
+        return self._memory
+
+    def append(self, item: Any, size: int) -> None:
+        """Add `item`, whose approximate in-memory size is `size` bytes."""
+        if self._closed:
+            raise ValueError("append to a closed SpillBuffer")
+        self._items.append(item)
+        self._memory += size
+        if self._memory > self.threshold:
+            self._spill()
+
+    def discard(self, predicate: Callable[[Any], bool]) -> None:
+        """Drop the items still in memory for which `predicate` is true.
+
+        Items already on disk are not touched: the caller filters those when
+        replaying (rewriting the file to drop them would cost more than it saves).
+        """
+        before = len(self._items)
+        if not before:
+            return
+        self._items = [item for item in self._items if not predicate(item)]
+        # Sizes are not kept per item: scale the estimate by the share kept.
+        self._memory = self._memory * len(self._items) // before
+
+    def replay(self) -> Generator[Any, None, None]:
+        """Yield every item in append order, then close the buffer.
+
+        Reads the file back one chunk at a time. Closing the generator early
+        (or losing it) also closes the buffer and deletes the file.
+        """
+        if self._closed:
+            raise ValueError("replay of a closed SpillBuffer")
+        try:
+            if self._file is not None:
+                self._file.flush()
+                self._file.seek(0)
+                for _ in range(self._chunks):
+                    yield from pickle.load(self._file)
+            items, self._items = self._items, []
+            yield from items
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Forget every item and delete the spill file. Safe to call twice."""
+        self._closed = True
+        self._items = []
+        self._memory = 0
+        self._file = None
+        self.path = None
+        if self._finalizer is not None:
+            self._finalizer()  # closes and deletes the file, once
+
+    def _spill(self) -> None:
+        if self._file is None:
+            fd, self.path = tempfile.mkstemp(
+                prefix="cdc-stream-", suffix=".spill", dir=self.directory
+            )
+            self._file = os.fdopen(fd, "w+b")
+            self._finalizer = weakref.finalize(self, _remove, self._file, self.path)
+        items = self._items
+        per_chunk = max(1, len(items) * _CHUNK_BYTES // max(self._memory, 1))
+        for start in range(0, len(items), per_chunk):
+            self._write_chunk(items[start : start + per_chunk])
+        self._items = []
+        self._memory = 0
+
+    def _write_chunk(self, chunk: list[Any]) -> None:
+        assert self._file is not None
+        pickle.dump(chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._chunks += 1
+
+    def __enter__(self) -> SpillBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _remove(file: BinaryIO, path: str) -> None:
+    file.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

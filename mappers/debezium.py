@@ -1,0 +1,581 @@
+"""The ``debezium`` format: Debezium's JSON envelope without the schema block.
+
+Reproduces Debezium 3.6.3's output (key/value JsonConverter,
+``schemas.enable=false``) value for value, so consumers built for Debezium
+(Flink ``debezium-json``, Materialize, ClickHouse, RisingWave, ksqlDB) read it
+unchanged; ``shared/reference/`` holds the captures the tests compare with.
+Only timing fields, ``source.version`` and ``source.name`` differ by design.
+
+Value encodings (PostgreSQL, Debezium's defaults: ``time.precision.mode=
+adaptive``, ``interval.handling.mode=numeric``, ``binary.handling.mode=bytes``):
+
+=====================  =====================================================
+int2/int4/int8         number
+numeric(p,s)           ``decimal="string"``: Debezium's string mode
+                       (``"12345.67"``; Java ``BigDecimal.toString``, so
+                       ``1.000E-7`` for tiny values, ``NAN``/``POSITIVE_INFINITY``
+                       for the special values). ``decimal="base64"``: base64 of
+                       the unscaled big-endian two's-complement integer at the
+                       column's scale (``"EtaH"``)
+numeric (no typmod)    string mode as above; base64 mode: Debezium's
+                       VariableScaleDecimal ``{"scale": s, "value": base64}``
+                       with trailing zeros stripped. NaN/Infinity cannot be
+                       expressed in base64 mode: rendering fails (Debezium
+                       stops the connector), so ``on_error`` decides
+float4                 the shortest decimal that round-trips through a 32-bit
+                       float (0.1, not 0.10000000149011612)
+float8                 number; NaN/Infinity as the strings Jackson writes
+date                   days since the epoch
+time(0-3) / time       ms / µs since midnight (``'24:00:00'`` = a full day)
+timestamp(0-3) / -     epoch ms / epoch µs; ``±infinity`` as PgStatement's
+                       DATE_POSITIVE/NEGATIVE_INFINITY
+timestamptz(p)         ISO-8601 UTC with exactly p fraction digits (6 without
+                       a typmod: ``"2024-02-29T11:14:15.000000Z"``, as
+                       Debezium ≥ 2.2 prints, DBZ-5996/DBZ-6163); p = 0 prints
+                       no fraction. ``infinity`` strings pass through
+interval               µs, a month = 30.4375 days (computed exactly in
+                       integers; Debezium's double arithmetic can differ by
+                       1 µs on very long intervals)
+json/jsonb             the JSON text as a string: ``json.dumps`` with default
+                       separators, which is jsonb's canonical text; a plain
+                       json column's original whitespace is not preserved
+bytea                  base64
+arrays (``_elem``)     JSON arrays, element by element
+bool, text, varchar,   unchanged (bpchar keeps its blank padding, enums give
+bpchar, uuid, enums    their label)
+anything else          ``str(value)`` (the decoder already gives the server's
+                       text form for types it does not know)
+=====================  =====================================================
+
+Unchanged TOAST columns (`Change.unchanged`) carry Debezium's placeholder:
+``"__debezium_unavailable_value"``; for bytea its bytes in base64, for text,
+varchar and json arrays ``[placeholder]``, for int4/int8/date arrays the list
+of its byte values, as Debezium's UnchangedToastedPlaceholder does.
+
+Source block conventions with the connectors:
+
+- PostgreSQL: ``lsn`` is `Change.log_pos` (the change's LSN as an int);
+  ``sequence`` is ``[last_commit_lsn, lsn]`` as strings, where
+  ``last_commit_lsn`` comes from ``Change.source["last_commit_lsn"]`` (the
+  commit LSN of the previous transaction) and is null when absent, as in
+  Debezium's first event after a start.
+- MySQL (``Change.source["connector"] == "mysql"``): ``log_pos`` is
+  ``(file, pos, row)``; ``server_id``, ``gtid``, ``thread`` and ``query`` come
+  from `Change.source`.
+
+An update that changes the primary key becomes, as in Debezium, a delete
+with the old key (plus its tombstone) followed by a create with the new key;
+Debezium's ``__debezium.oldkey``/``newkey`` headers are not produced (a
+record here has no headers).
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import json
+import struct
+import time
+from collections.abc import Callable
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from json.encoder import encode_basestring
+from typing import Any
+
+import cdc
+from cdc.model import DELETE, INSERT, MESSAGE, READ, TRUNCATE, UPDATE, Change, Interval
+from mappers.formats import Record, split_type_name
+from mappers.formats import to_json as _encode
+
+Converter = Callable[[Any], Any]
+
+PLACEHOLDER = "__debezium_unavailable_value"
+
+_OPS = {INSERT: "c", UPDATE: "u", DELETE: "d", READ: "r", TRUNCATE: "t", MESSAGE: "m"}
+
+# jsonb's canonical text form: ", " and ": " separators, non-ASCII kept.
+_json_text = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+# Decimal arithmetic that never rounds (numeric has up to 131072 digits).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_UTC = dt.UTC
+_ONE_US = dt.timedelta(microseconds=1)
+_EPOCH_ORDINAL = 719163  # dt.date(1970, 1, 1).toordinal()
+_US_PER_DAY = 86_400_000_000
+_US_PER_MONTH = 2_629_800_000_000  # 30.4375 days: Debezium's DAYS_PER_MONTH_AVG
+_PG_TS_POS_INFINITY = 9223372036825200000  # org.postgresql.PGStatement.DATE_POSITIVE_INFINITY
+_PG_TS_NEG_INFINITY = -9223372036832400000
+_FLOAT_SPECIALS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def package_version() -> str:
+    """``cdc-<version>``, Debezium's ``source.version`` for our envelopes."""
+    return f"cdc-{getattr(cdc, '__version__', '0.0.0')}"
+
+
+# --- value converters -----------------------------------------------------
+# Each takes a non-None value; None is handled by the row loop.
+
+
+def _float8(value: float) -> Any:
+    if value - value == 0.0:  # finite
+        return value
+    return _FLOAT_SPECIALS[repr(float(value))]
+
+
+_pack_f32 = struct.Struct("<f")
+
+
+def _float4(value: float) -> Any:
+    if value - value != 0.0:
+        return _FLOAT_SPECIALS[repr(float(value))]
+    single = _pack_f32.unpack(_pack_f32.pack(value))[0]
+    if single != value:
+        # Not a float32 bit pattern: the decoder parsed PostgreSQL's shortest
+        # text (e.g. 3.14) into a double, whose repr is that text already.
+        return value
+    for digits in range(1, 10):  # 9 significant digits always round-trip
+        candidate = float(f"{value:.{digits}g}")
+        if _pack_f32.unpack(_pack_f32.pack(candidate))[0] == single:
+            return candidate
+    return value
+
+
+def _decimal_special(value: Decimal) -> str:
+    # SpecialValueDecimal.toString(): the enum constant's name.
+    if value.is_nan():
+        return "NAN"
+    return "POSITIVE_INFINITY" if value > 0 else "NEGATIVE_INFINITY"
+
+
+def _decimal_string(value: Decimal) -> str:
+    if value.is_finite():
+        return str(value)  # same algorithm as Java's BigDecimal.toString()
+    return _decimal_special(value)
+
+
+def _unscaled_bytes(unscaled: int) -> str:
+    # BigInteger.toByteArray(): minimal big-endian two's complement.
+    length = (unscaled if unscaled >= 0 else ~unscaled).bit_length() // 8 + 1
+    return binascii.b2a_base64(unscaled.to_bytes(length, "big", signed=True), newline=False).decode(
+        "ascii"
+    )
+
+
+def _decimal_string_scaled(scale: int) -> Converter:
+    quantum = Decimal(1).scaleb(-scale)
+
+    def convert(value: Decimal) -> str:
+        if value.is_finite():
+            return str(value.quantize(quantum, context=_EXACT))
+        return _decimal_special(value)
+
+    return convert
+
+
+def _decimal_base64_scaled(scale: int) -> Converter:
+    quantum = Decimal(1).scaleb(-scale)
+
+    def convert(value: Decimal) -> str:
+        if not value.is_finite():
+            raise ValueError(
+                f"numeric {value} cannot be expressed with decimal=base64; use decimal=string"
+            )
+        unscaled = int(value.quantize(quantum, context=_EXACT).scaleb(scale, context=_EXACT))
+        return _unscaled_bytes(unscaled)
+
+    return convert
+
+
+def _decimal_variable_scale(value: Decimal) -> dict[str, Any]:
+    # io.debezium.data.VariableScaleDecimal: trailing zeros stripped, scale >= 0.
+    if not value.is_finite():
+        raise ValueError(
+            f"numeric {value} cannot be expressed with decimal=base64; use decimal=string"
+        )
+    normal = value.normalize(_EXACT)
+    exponent = normal.as_tuple().exponent
+    assert isinstance(exponent, int)
+    scale = -exponent if exponent < 0 else 0
+    return {"scale": scale, "value": _unscaled_bytes(int(normal.scaleb(scale, context=_EXACT)))}
+
+
+def _date(value: Any) -> Any:
+    if type(value) is str:  # 'infinity' and other values Python cannot hold
+        return value
+    return value.toordinal() - _EPOCH_ORDINAL
+
+
+def _time_us(value: Any) -> Any:
+    if type(value) is str:
+        return _US_PER_DAY if value.startswith("24:") else value
+    return (
+        (value.hour * 60 + value.minute) * 60 + value.second
+    ) * 1_000_000 + value.microsecond
+
+
+def _time_ms(value: Any) -> Any:
+    us = _time_us(value)
+    return us // 1000 if type(us) is int else us
+
+
+def _timestamp_us(value: Any) -> Any:
+    if type(value) is str:
+        if value == "infinity":
+            return _PG_TS_POS_INFINITY
+        if value == "-infinity":
+            return _PG_TS_NEG_INFINITY
+        return value
+    if value.tzinfo is not None:  # e.g. a source that gives aware values
+        value = value.astimezone(_UTC).replace(tzinfo=None)
+    result: int = (value - _EPOCH) // _ONE_US
+    return result
+
+
+def _timestamp_ms(value: Any) -> Any:
+    us = _timestamp_us(value)
+    if type(us) is int and us not in (_PG_TS_POS_INFINITY, _PG_TS_NEG_INFINITY):
+        return us // 1000
+    return us
+
+
+def _zoned_timestamp(width: int) -> Converter:
+    """io.debezium.time.ZonedTimestamp with a fixed fraction width (0: minimal)."""
+
+    def convert(value: Any) -> Any:
+        if type(value) is str:  # 'infinity' / '-infinity', as Debezium passes them
+            return value
+        tz = value.tzinfo
+        if tz is not _UTC:
+            value = value.replace(tzinfo=_UTC) if tz is None else value.astimezone(_UTC)
+        if width == 6:  # the common case: timestamptz without a typmod
+            if value.microsecond:
+                return value.isoformat()[:-6] + "Z"  # ...T11:14:15.123456+00:00
+            return value.isoformat()[:-6] + ".000000Z"
+        text: str = value.isoformat(timespec="microseconds")
+        if width > 6:
+            return text[:-6] + "0" * (width - 6) + "Z"
+        if width > 0:
+            return text[: 20 + width] + "Z"
+        fraction = text[20:26].rstrip("0")
+        return f"{text[:19]}.{fraction}Z" if fraction else text[:19] + "Z"
+
+    return convert
+
+
+def _interval(value: Any) -> Any:
+    if type(value) is Interval:
+        return value.months * _US_PER_MONTH + value.days * _US_PER_DAY + value.microseconds
+    return str(value)
+
+
+def _bytes(value: Any) -> Any:
+    return binascii.b2a_base64(value, newline=False).decode("ascii")
+
+
+def _array(element: Converter | None) -> Converter | None:
+    if element is None:
+        return None  # elements are JSON values already; nested lists are fine
+
+    def convert(value: Any) -> Any:
+        if type(value) is not list:
+            return str(value)
+        return [
+            None if item is None else convert(item) if type(item) is list else element(item)
+            for item in value
+        ]
+
+    return convert
+
+
+_IDENTITY_TYPES = frozenset(
+    """int2 int4 int8 oid xid bool text varchar bpchar char name uuid citext""".split()
+)
+
+
+def value_converter(type_name: str, decimal: str = "string") -> Converter | None:
+    """The converter for a column of `type_name` (None: the value is used as is).
+
+    >>> value_converter("numeric(12,2)", "base64")(Decimal("12345.67"))
+    'EtaH'
+    """
+    base, mods, dims = split_type_name(type_name)
+    if dims:
+        return _array(value_converter(base, decimal))
+    if base in _IDENTITY_TYPES:
+        return None
+    if base == "numeric":
+        if len(mods) == 2:
+            scaled = _decimal_string_scaled if decimal == "string" else _decimal_base64_scaled
+            return scaled(mods[1])
+        return _decimal_string if decimal == "string" else _decimal_variable_scale
+    if base == "float4":
+        return _float4
+    if base == "float8":
+        return _float8
+    if base == "date":
+        return _date
+    if base == "time":
+        return _time_ms if mods and mods[0] <= 3 else _time_us
+    if base == "timestamp":
+        return _timestamp_ms if mods and mods[0] <= 3 else _timestamp_us
+    if base == "timestamptz":
+        return _zoned_timestamp(mods[0] if mods else 6)
+    if base == "interval":
+        return _interval
+    if base in ("json", "jsonb"):
+        return _json_text
+    if base == "bytea":
+        return _bytes
+    return str
+
+
+def placeholder_for(type_name: str) -> Any:
+    """What Debezium puts in place of an unchanged TOAST value of `type_name`."""
+    base, _, dims = split_type_name(type_name)
+    if dims:
+        if base in ("text", "varchar", "json", "jsonb"):
+            return [PLACEHOLDER]
+        if base in ("int4", "int8", "date"):
+            return list(PLACEHOLDER.encode())
+        return PLACEHOLDER
+    if base == "bytea":
+        return _bytes(PLACEHOLDER.encode())
+    return PLACEHOLDER
+
+
+# --- envelope ----------------------------------------------------------------
+
+
+class _Table:
+    """Everything derived from one `Change.columns` dict, computed once."""
+
+    __slots__ = ("columns", "converters", "converted", "nulls", "convert_plan")
+
+    def __init__(self, columns: dict[str, str], decimal: str) -> None:
+        self.columns = columns  # keeps the dict alive, so its id() stays unique
+        self.converters = {name: value_converter(t, decimal) for name, t in columns.items()}
+        self.convert_plan = tuple((n, c) for n, c in self.converters.items() if c is not None)
+        self.converted = frozenset(n for n, _ in self.convert_plan)
+        self.nulls = dict.fromkeys(columns)  # every column, in table order, null
+
+    def row(self, values: dict[str, Any], replaced: dict[str, Any] | None = None) -> str:
+        """JSON of every column in table order; null where `values` lacks it,
+        the value from `replaced` (TOAST placeholders) where that has it."""
+        # Copying the all-null row and updating it in place keeps the table's
+        # column order and costs no Python-level work for the (usual) columns
+        # whose values are JSON values already.
+        out = self.nulls.copy()
+        out.update(values)
+        for name, convert in self.convert_plan:
+            value = out[name]
+            if value is not None:
+                out[name] = convert(value)
+        if replaced:
+            out.update(replaced)
+        return _encode(out)
+
+    def key(self, key: dict[str, Any]) -> bytes:
+        if self.converted.isdisjoint(key):  # typical keys: ints, text, uuid
+            return _encode(key).encode()
+        converters = self.converters
+        out: dict[str, Any] = {}
+        for name, value in key.items():
+            convert = converters.get(name)
+            out[name] = value if value is None or convert is None else convert(value)
+        return _encode(out).encode()
+
+
+class DebeziumFormat:
+    """Debezium JSON envelopes; see the module docstring for the encodings.
+
+    >>> fmt = DebeziumFormat(server_name="dbz")
+    >>> [(topic, key, value)] = fmt.render(insert_change)  # doctest: +SKIP
+    """
+
+    _MAX_CACHED = 4096  # column layouts / table names kept; cleared beyond
+
+    def __init__(
+        self,
+        *,
+        decimal: str = "string",
+        tombstones: bool = True,
+        truncate: bool = False,
+        server_name: str = "cdc",
+    ) -> None:
+        if decimal not in ("string", "base64"):
+            raise ValueError(f"unknown decimal mode {decimal!r}: expected string or base64")
+        self.decimal = decimal
+        self.tombstones = tombstones
+        self.truncate = truncate
+        self.server_name = server_name
+        self.message_topic = f"{server_name}.message"
+        self._version = package_version()
+        self._tables: dict[int, _Table] = {}
+        self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # The PostgreSQL source block up to its first varying field.
+        self._pg_source_head = (
+            '"source":{"version":' + _encode(self._version)
+            + ',"connector":"postgresql","name":' + _encode(server_name) + ',"ts_ms":'
+        )
+
+    # The hot path: one call per row change.
+    def render(self, change: Change) -> list[Record]:
+        op = change.op
+        if op == MESSAGE:
+            return self._render_message(change)
+        if op == TRUNCATE:
+            if not self.truncate:
+                return []
+            return [(None, None, self._envelope(change, "t", "null", "null"))]
+        table = self._table(change.columns)
+        key = change.key
+        key_bytes = None if key is None else table.key(key)
+        before = change.before
+        if op == UPDATE and before is not None and key and _key_changed(key, before):
+            return self._render_key_change(change, table, key_bytes)
+        after = change.after
+        if after is None:
+            after_json = "null"
+        elif change.unchanged:
+            after_json = table.row(after, self._placeholders(change))
+        else:
+            after_json = table.row(after)
+        value = self._envelope(
+            change, _OPS[op], "null" if before is None else table.row(before), after_json
+        )
+        if op == DELETE and self.tombstones:
+            return [(None, key_bytes, value), (None, key_bytes, None)]
+        return [(None, key_bytes, value)]
+
+    def _table(self, columns: dict[str, str]) -> _Table:
+        table = self._tables.get(id(columns))
+        if table is None or table.columns is not columns:
+            if len(self._tables) >= self._MAX_CACHED:
+                self._tables.clear()
+            table = self._tables[id(columns)] = _Table(columns, self.decimal)
+        return table
+
+    @staticmethod
+    def _placeholders(change: Change) -> dict[str, Any]:
+        columns = change.columns
+        return {name: placeholder_for(columns.get(name, "text")) for name in change.unchanged}
+
+    def _render_key_change(
+        self, change: Change, table: _Table, new_key: bytes | None
+    ) -> list[Record]:
+        # Debezium: a primary-key update is a delete of the old key (with its
+        # tombstone) and a create of the new one.
+        before = change.before or {}
+        old_key = table.key({name: before.get(name) for name in change.key or {}})
+        deleted = self._envelope(change, "d", table.row(before), "null")
+        out: list[Record] = [(None, old_key, deleted)]
+        if self.tombstones:
+            out.append((None, old_key, None))
+        after = change.after
+        if after is None:
+            after_json = "null"
+        elif change.unchanged:
+            after_json = table.row(after, self._placeholders(change))
+        else:
+            after_json = table.row(after)
+        out.append((None, new_key, self._envelope(change, "c", "null", after_json)))
+        return out
+
+    def _envelope(self, change: Change, op: str, before: str, after: str) -> bytes:
+        """The value of a row event; `before`/`after` are JSON texts already."""
+        now_ns = time.time_ns()
+        extra = change.source
+        if extra and extra.get("connector", "postgresql") == "mysql":
+            source = '"source":' + _encode(self._mysql_source(change))
+        else:
+            source = self._pg_source(change)
+        # Field order as Debezium's: before, after, source, transaction, op, ts_*.
+        return (
+            f'{{"before":{before},"after":{after},{source},"transaction":null,'
+            f'"op":"{op}","ts_ms":{now_ns // 1_000_000},"ts_us":{now_ns // 1000},'
+            f'"ts_ns":{now_ns}}}'
+        ).encode()
+
+    def _pg_source(self, change: Change) -> str:
+        names = (change.database, change.schema, change.table)
+        parts = self._source_parts.get(names)
+        if parts is None:
+            if len(self._source_parts) >= self._MAX_CACHED:
+                self._source_parts.clear()
+            parts = self._source_parts[names] = (
+                ',"db":' + _encode(change.database) + ',"sequence":',
+                ',"schema":' + _encode(change.schema) + ',"table":' + _encode(change.table)
+                + ',"txId":',
+            )
+        db_part, table_part = parts
+        ts_us = change.commit_ts
+        lsn = change.log_pos
+        last_commit = change.source.get("last_commit_lsn")
+        sequence = encode_basestring(
+            f"[{_json_str_or_null(last_commit)},{_json_str_or_null(lsn)}]"
+        )
+        txid = "null" if change.txid is None else int(change.txid)
+        lsn_json = "null" if lsn is None else int(lsn)
+        snapshot = "true" if change.snapshot else "false"
+        return (
+            f'{self._pg_source_head}{ts_us // 1000},"snapshot":"{snapshot}"{db_part}{sequence},'
+            f'"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{table_part}{txid},"lsn":{lsn_json},'
+            '"xmin":null,"origin":null,"origin_lsn":null}'
+        )
+
+    def _render_message(self, change: Change) -> list[Record]:
+        body = change.after or {}
+        prefix = body.get("prefix", "")
+        content = body.get("content") or b""
+        if isinstance(content, str):
+            content = content.encode()
+        message = _encode({"prefix": prefix, "content": _bytes(content)})
+        if change.source.get("connector", "postgresql") == "mysql":
+            source = '"source":' + _encode(self._mysql_source(change))
+        else:
+            source = self._pg_source(change)
+        # Debezium's order for messages: op, ts_ms, source, transaction, message.
+        value = (
+            f'{{"op":"m","ts_ms":{time.time_ns() // 1_000_000},{source},'
+            f'"transaction":null,"message":{message}}}'
+        ).encode()
+        return [(self.message_topic, _encode({"prefix": prefix}).encode(), value)]
+
+    def _mysql_source(self, change: Change) -> dict[str, Any]:
+        ts_us = change.commit_ts
+        extra = change.source
+        log_pos = change.log_pos
+        file, pos, row = log_pos if isinstance(log_pos, tuple) else (None, None, 0)
+        return {
+            "version": self._version,
+            "connector": "mysql",
+            "name": self.server_name,
+            "ts_ms": ts_us // 1000,
+            "snapshot": "true" if change.snapshot else "false",
+            "db": change.database,
+            "sequence": None,
+            "ts_us": ts_us,
+            "ts_ns": ts_us * 1000,
+            "table": change.table,
+            "server_id": extra.get("server_id", 0),
+            "gtid": extra.get("gtid"),
+            "file": file,
+            "pos": pos,
+            "row": row,
+            "thread": extra.get("thread"),
+            "query": extra.get("query"),
+        }
+
+
+def _json_str_or_null(value: Any) -> str:
+    return "null" if value is None else f'"{value}"'
+
+
+def _key_changed(key: dict[str, Any], before: dict[str, Any]) -> bool:
+    for name, value in key.items():
+        old = before.get(name)
+        if old is not None and old != value:
+            return True
+    return False

@@ -1,0 +1,255 @@
+"""The ``json`` format: one flat JSON object per change, with natural values.
+
+For consumers that do not speak Debezium::
+
+    {"op": "update", "database": "shop", "schema": "public", "table": "orders",
+     "key": {"id": 7}, "before": null, "after": {"id": 7, "status": "paid"},
+     "unchanged": [], "position": "16B3748", "txid": 731,
+     "commit_ts": "2024-02-29T11:14:15.123456Z", "snapshot": false}
+
+``op`` is `Change.op` as is (insert, update, delete, truncate, message, read).
+Values: numbers stay numbers (NaN/±Infinity as the strings "NaN",
+"Infinity", "-Infinity"); numeric as its exact plain string ("12345.67");
+date, time and naive timestamp as ISO-8601 text; timestamptz as ISO-8601 UTC
+with "Z"; interval as an ISO-8601 duration ("P1Y2M3DT4H5M6.789S", PostgreSQL's
+``IntervalStyle=iso_8601`` form); bytea base64; json/jsonb embedded as JSON;
+arrays element by element; anything else as its text. Unchanged TOAST columns
+are absent from ``after`` and listed in ``unchanged``. A logical message has
+``after = {"prefix", "content" (base64), "transactional"}``, the key
+``{"prefix": ...}`` and goes to ``<server_name>.message``, like the debezium
+format.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import functools
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from cdc.model import DELETE, MESSAGE, TRUNCATE, Change, Interval, format_position
+from mappers.formats import Record, split_type_name
+from mappers.formats import to_json as _encode
+
+Converter = Callable[[Any], Any]
+
+_UTC = dt.UTC
+_FLOAT_SPECIALS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _float(value: float) -> Any:
+    if value - value == 0.0:
+        return value
+    return _FLOAT_SPECIALS[repr(float(value))]
+
+
+def _decimal(value: Any) -> Any:
+    if type(value) is not Decimal:
+        return str(value)
+    if value.is_finite():
+        return format(value, "f")  # plain notation, never 1E+2
+    return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _isoformat(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    return value.isoformat()
+
+
+def _timestamptz(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    tz = value.tzinfo
+    if tz is not _UTC:
+        value = value.replace(tzinfo=_UTC) if tz is None else value.astimezone(_UTC)
+    text: str = value.isoformat(timespec="microseconds")
+    return text[:-6] + "Z"
+
+
+def iso_duration(value: Interval) -> str:
+    """PostgreSQL's iso_8601 IntervalStyle text of an interval.
+
+    >>> iso_duration(Interval(14, 3, 14_706_789_000))
+    'P1Y2M3DT4H5M6.789S'
+    """
+    months, days, micros = value.months, value.days, value.microseconds
+    years = abs(months) // 12 * (1 if months >= 0 else -1)
+    months -= years * 12
+    parts = ["P"]
+    if years:
+        parts.append(f"{years}Y")
+    if months:
+        parts.append(f"{months}M")
+    if days:
+        parts.append(f"{days}D")
+    if micros:
+        sign = "-" if micros < 0 else ""
+        hours, rest = divmod(abs(micros), 3_600_000_000)
+        minutes, rest = divmod(rest, 60_000_000)
+        seconds, fraction = divmod(rest, 1_000_000)
+        parts.append("T")
+        if hours:
+            parts.append(f"{sign}{hours}H")
+        if minutes:
+            parts.append(f"{sign}{minutes}M")
+        if seconds or fraction:
+            text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
+            parts.append(f"{sign}{text}S")
+    if len(parts) == 1:
+        return "PT0S"
+    return "".join(parts)
+
+
+def _interval(value: Any) -> Any:
+    return iso_duration(value) if type(value) is Interval else str(value)
+
+
+def _bytes(value: Any) -> Any:
+    return binascii.b2a_base64(value, newline=False).decode("ascii")
+
+
+def _array(element: Converter | None) -> Converter | None:
+    if element is None:
+        return None
+
+    def convert(value: Any) -> Any:
+        if type(value) is not list:
+            return str(value)
+        return [
+            None if item is None else convert(item) if type(item) is list else element(item)
+            for item in value
+        ]
+
+    return convert
+
+
+_NATIVE_TYPES = frozenset(
+    # JSON values already (json/jsonb values are parsed JSON: embedded as is).
+    """int2 int4 int8 oid xid bool text varchar bpchar char name uuid citext json jsonb""".split()
+)
+
+
+def value_converter(type_name: str) -> Converter | None:
+    """The converter for a column of `type_name` (None: the value is used as is)."""
+    base, _, dims = split_type_name(type_name)
+    if dims:
+        return _array(value_converter(base))
+    if base in _NATIVE_TYPES:
+        return None
+    if base == "numeric":
+        return _decimal
+    if base in ("float4", "float8"):
+        return _float
+    if base in ("date", "time", "timestamp"):
+        return _isoformat
+    if base == "timestamptz":
+        return _timestamptz
+    if base == "interval":
+        return _interval
+    if base == "bytea":
+        return _bytes
+    return str
+
+
+class _Table:
+    __slots__ = ("columns", "converters")
+
+    def __init__(self, columns: dict[str, str]) -> None:
+        self.columns = columns  # keeps the dict alive, so its id() stays unique
+        self.converters = {name: value_converter(t) for name, t in columns.items()}
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The values present, converted; unknown columns pass through as text."""
+        converters = self.converters
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if value is not None:
+                convert = converters.get(name, str)
+                if convert is not None:
+                    value = convert(value)
+            out[name] = value
+        return out
+
+
+class JsonFormat:
+    """Flat JSON; see the module docstring."""
+
+    _MAX_TABLES = 4096
+
+    def __init__(
+        self,
+        *,
+        decimal: str = "string",
+        tombstones: bool = True,
+        truncate: bool = False,
+        server_name: str = "cdc",
+    ) -> None:
+        # `decimal` is accepted for a uniform factory; numeric is always a string here.
+        self.tombstones = tombstones
+        self.truncate = truncate
+        self.message_topic = f"{server_name}.message"
+        self._tables: dict[int, _Table] = {}
+
+    def render(self, change: Change) -> list[Record]:
+        op = change.op
+        if op == TRUNCATE and not self.truncate:
+            return []
+        topic = None
+        if op == MESSAGE:
+            body = change.after or {}
+            content = body.get("content") or b""
+            if isinstance(content, str):
+                content = content.encode()
+            key: dict[str, Any] | None = {"prefix": body.get("prefix", "")}
+            before = None
+            after: dict[str, Any] | None = {
+                "prefix": body.get("prefix", ""),
+                "content": _bytes(content),
+                "transactional": bool(body.get("transactional", False)),
+            }
+            topic = self.message_topic
+        else:
+            table = self._table(change.columns)
+            key = None if change.key is None else table.row(change.key)
+            before = None if change.before is None else table.row(change.before)
+            after = None if change.after is None else table.row(change.after)
+        key_bytes = None if key is None else _encode(key).encode()
+        value = _encode(
+            {
+                "op": op,
+                "database": change.database,
+                "schema": change.schema,
+                "table": change.table,
+                "key": key,
+                "before": before,
+                "after": after,
+                "unchanged": list(change.unchanged),
+                "position": format_position(change.position),
+                "txid": change.txid,
+                "commit_ts": _commit_ts(change.commit_ts),
+                "snapshot": change.snapshot,
+            }
+        ).encode()
+        if op == DELETE and self.tombstones:
+            return [(topic, key_bytes, value), (topic, key_bytes, None)]
+        return [(topic, key_bytes, value)]
+
+    def _table(self, columns: dict[str, str]) -> _Table:
+        table = self._tables.get(id(columns))
+        if table is None or table.columns is not columns:
+            if len(self._tables) >= self._MAX_TABLES:
+                self._tables.clear()
+            table = self._tables[id(columns)] = _Table(columns)
+        return table
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+@functools.lru_cache(maxsize=64)  # every change of a transaction shares it
+def _commit_ts(micros: int) -> str:
+    moment = _EPOCH + dt.timedelta(microseconds=micros)
+    return moment.isoformat(timespec="microseconds") + "Z"
