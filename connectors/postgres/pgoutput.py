@@ -89,6 +89,8 @@ _MALFORMED = (ValueError, IndexError, KeyError, struct.error, InvalidOperation)
 Row = dict[str, Any]
 
 
+_IDENTITY_FULL = ord("f")
+
 class Column(NamedTuple):
     name: str
     type_oid: int
@@ -114,6 +116,7 @@ class Relation:
         replica_identity: str,
         columns: tuple[Column, ...],
         custom_types: Mapping[int, str] | None = None,
+        key_names: tuple[str, ...] | None = None,
     ) -> None:
         self.oid = oid
         self.schema = schema
@@ -121,9 +124,13 @@ class Relation:
         self.replica_identity = replica_identity  # 'd'efault, 'n'othing, 'f'ull, 'i'ndex
         self.columns = columns
         self.column_types: dict[str, str] = {
-            c.name: type_name(c.type_oid, custom_types) for c in columns
+            c.name: type_name(c.type_oid, custom_types, c.type_modifier) for c in columns
         }
-        self.key_names: tuple[str, ...] = tuple(c.name for c in columns if c.is_key)
+        # Under REPLICA IDENTITY FULL every column is flagged as key; the
+        # caller then passes the primary key so Change.key stays the real key.
+        self.key_names: tuple[str, ...] = (
+            key_names if key_names is not None else tuple(c.name for c in columns if c.is_key)
+        )
         self.fields: tuple[tuple[str, Converter], ...] = tuple(
             (c.name, converter_for(c.type_oid, c.type_modifier, custom_types)) for c in columns
         )
@@ -139,10 +146,14 @@ class Relation:
 class _Txn:
     """Transaction-wide fields of the Changes being produced."""
 
-    __slots__ = ("xid", "position", "commit_ts", "index")
+    __slots__ = ("xid", "position", "commit_ts", "index", "source")
 
-    def __init__(self, xid: int, position: int, commit_ts: int) -> None:
+    def __init__(
+        self, xid: int, position: int, commit_ts: int, last_commit: int | None = None
+    ) -> None:
         self.xid = xid
+        # Debezium's source.sequence is [previous commit LSN, change LSN].
+        self.source = {"last_commit_lsn": last_commit}
         self.position = position  # the commit LSN
         self.commit_ts = commit_ts  # µs since the Unix epoch
         self.index = 0  # of the next change
@@ -171,11 +182,16 @@ class PgoutputDecoder:
         database: str,
         spill_dir: str | None = None,
         spill_threshold: int = 64 * 1024 * 1024,
+        primary_key: Callable[[str, str], tuple[str, ...] | None] | None = None,
     ) -> None:
         self.database = database
+        # Looks up a table's primary key columns (schema, table) -> names or
+        # None; consulted for REPLICA IDENTITY FULL tables only.
+        self.primary_key = primary_key
         self.spill_dir = spill_dir
         self.spill_threshold = spill_threshold
         self.relations: dict[int, Relation] = {}
+        self._last_commit: int | None = None  # commit LSN of the previous transaction
         self.types: dict[int, str] = {}  # non-built-in type OID -> name, from Type messages
         self._txn: _Txn | None = None  # the open Begin..Commit transaction
         self._streams: dict[int, _StreamedTxn] = {}  # open streamed transactions by xid
@@ -259,7 +275,7 @@ class PgoutputDecoder:
         if self._txn is not None or self._stream_xid is not None:
             raise ValueError("Begin inside an open transaction")
         final_lsn, ts, xid = _BEGIN.unpack_from(buf, 1)
-        self._txn = _Txn(xid, final_lsn, ts + PG_EPOCH_OFFSET_US)
+        self._txn = _Txn(xid, final_lsn, ts + PG_EPOCH_OFFSET_US, self._last_commit)
         return ()
 
     def _commit(self, lsn: int, buf: bytes) -> tuple[Commit]:
@@ -270,6 +286,7 @@ class PgoutputDecoder:
         if commit_lsn != txn.position:
             raise ValueError(f"commit LSN {_lsn(commit_lsn)} != Begin's {_lsn(txn.position)}")
         self._txn = None
+        self._last_commit = commit_lsn
         return (Commit(end_lsn, txn.xid, ts + PG_EPOCH_OFFSET_US),)
 
     def _origin(self, lsn: int, buf: bytes) -> tuple[()]:
@@ -333,7 +350,8 @@ class PgoutputDecoder:
             raise ValueError(f"Stream Commit of unknown streamed transaction {xid}")
         commit_ts = ts + PG_EPOCH_OFFSET_US
         # State changes above happen now; only the replay itself is lazy.
-        txn = _Txn(xid, commit_lsn, commit_ts)
+        txn = _Txn(xid, commit_lsn, commit_ts, self._last_commit)
+        self._last_commit = commit_lsn
         return self._replay(streamed, txn, Commit(end_lsn, xid, commit_ts))
 
     def _replay(
@@ -371,7 +389,12 @@ class PgoutputDecoder:
             pos += _COLUMN_TYPE.size
             columns.append(Column(name, type_oid, type_modifier, bool(flags & 1)))
         _expect_end(buf, pos)
-        relation = Relation(oid, schema, table, chr(identity), tuple(columns), self.types)
+        key_names = None
+        if identity == _IDENTITY_FULL and self.primary_key is not None:
+            key_names = self.primary_key(schema, table)
+        relation = Relation(
+            oid, schema, table, chr(identity), tuple(columns), self.types, key_names
+        )
         current = self.relations.get(oid)
         if current is None or current.signature != relation.signature:
             self.relations[oid] = relation
@@ -478,7 +501,7 @@ class PgoutputDecoder:
         # Positional: this runs once per row and keyword binding costs more.
         return Change(op, self.database, rel.schema, rel.table, key, before, after,
                       rel.column_types, txn.position, txn.xid, txn.commit_ts, index,
-                      tuple(unchanged) if unchanged else (), False, lsn)  # fmt: skip
+                      tuple(unchanged) if unchanged else (), False, lsn, txn.source)  # fmt: skip
 
 
 # --- helpers ------------------------------------------------------------------

@@ -58,7 +58,7 @@ class PostgresSource:
         self._decoder: PgoutputDecoder | None = None
         self._excluded = {".".join(_split_table(t)) for t in config.exclude_tables}
         self._acked = 0
-        self._heartbeat_conn: psycopg.Connection | None = None
+        self._conn: psycopg.Connection | None = None
         self._last_heartbeat = time.monotonic()
         self.proto_version = 0
 
@@ -79,7 +79,10 @@ class PostgresSource:
             slot_exists = self._check_slot(conn, stored_position)
         self.proto_version = _proto_version(server_version)
         self._decoder = PgoutputDecoder(
-            self.database, spill_dir=cfg.spill_dir, spill_threshold=cfg.spill_threshold
+            self.database,
+            spill_dir=cfg.spill_dir,
+            spill_threshold=cfg.spill_threshold,
+            primary_key=self._primary_key,
         )
         self._stream.connect()
         if not slot_exists:
@@ -309,21 +312,41 @@ class PostgresSource:
             self._last_heartbeat = now
             self._heartbeat()
 
+    def _primary_key(self, schema: str, table: str) -> tuple[str, ...] | None:
+        """Primary key columns of a table, for Relations that flag every column as key."""
+        try:
+            conn = self._catalog()
+            rows = conn.execute(
+                """
+                SELECT a.attname FROM pg_index i
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                WHERE i.indisprimary
+                  AND i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
+                ORDER BY array_position(i.indkey::int2[], a.attnum)
+                """,
+                (schema, table),
+            ).fetchall()
+        except psycopg.Error as e:
+            raise SourceError(f"cannot read the primary key of {schema}.{table}: {e}") from e
+        return tuple(r[0] for r in rows) or None
+
+    def _catalog(self) -> psycopg.Connection:
+        """A regular connection for catalog look-ups and heartbeats, opened on demand."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.Connection.connect(self.config.dsn, autocommit=True)
+        return self._conn
+
     def _heartbeat(self) -> None:
         """Write a tiny non-transactional message so an idle slot keeps moving."""
         try:
-            if self._heartbeat_conn is None or self._heartbeat_conn.closed:
-                self._heartbeat_conn = psycopg.Connection.connect(
-                    self.config.dsn, autocommit=True
-                )
-            self._heartbeat_conn.execute(
+            self._catalog().execute(
                 "SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,)
             )
         except psycopg.Error as e:
             log.warning("heartbeat failed: %s", str(e).strip())
-            if self._heartbeat_conn is not None:
-                self._heartbeat_conn.close()
-            self._heartbeat_conn = None
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
 
     def position_to_store(self, position: Any) -> dict[str, Any]:
         return {
@@ -345,8 +368,8 @@ class PostgresSource:
         except SourceError as e:
             log.warning("final status update failed: %s", e)
         self._stream.close()
-        if self._heartbeat_conn is not None:
-            self._heartbeat_conn.close()
+        if self._conn is not None:
+            self._conn.close()
         if self._decoder is not None and hasattr(self._decoder, "close"):
             self._decoder.close()
 

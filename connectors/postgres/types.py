@@ -95,12 +95,33 @@ _BOX = 603  # the one built-in type whose array delimiter is ';' (its values con
 _UTC = UTC
 
 
-def type_name(oid: int, custom: Mapping[int, str] | None = None) -> str:
-    """The type's ``pg_type.typname`` ('int4', '_text'); ``oid:<n>`` when unknown."""
+def type_name(oid: int, custom: Mapping[int, str] | None = None, type_modifier: int = -1) -> str:
+    """The type's ``pg_type.typname`` ('int4', '_text'); ``oid:<n>`` when unknown.
+
+    Where the column has a type modifier that formats need (a numeric's
+    precision and scale, a time's fractional digits, a varchar's length) it is
+    appended as format_type does: 'numeric(12,2)', 'timestamptz(3)', '_varchar(20)'.
+    """
     name = BUILTIN_TYPES.get(oid)
     if name is None and custom is not None:
         name = custom.get(oid)
-    return name if name is not None else f"oid:{oid}"
+    if name is None:
+        return f"oid:{oid}"
+    if type_modifier >= 0:
+        base = name.lstrip("_")
+        if base == "numeric" and type_modifier >= 4:
+            mod = type_modifier - 4
+            return f"{name}({(mod >> 16) & 0xFFFF},{mod & 0xFFFF})"
+        if base in _PRECISION_TYPES:
+            return f"{name}({type_modifier})"
+        if base in _LENGTH_TYPES and type_modifier >= 4:
+            return f"{name}({type_modifier - 4})"
+    return name
+
+
+# Types whose typmod is a fractional-second precision, or a length + 4 header.
+_PRECISION_TYPES = frozenset({"time", "timetz", "timestamp", "timestamptz", "interval"})
+_LENGTH_TYPES = frozenset({"varchar", "bpchar", "bit", "varbit"})
 
 
 def converter_for(
