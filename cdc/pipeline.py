@@ -127,6 +127,9 @@ class Pipeline:
             sink.poll(0)
             self._service()
             self.last_loop = time.monotonic()
+            if source.finished and self.checkpointer.idle:
+                log.info("source finished (snapshot only) and everything is acknowledged")
+                return
 
     def _service(self) -> None:
         """Poll deliveries, move and confirm the safe position, keep the source alive."""

@@ -24,6 +24,7 @@ class Source(Protocol):
     """
 
     name: str
+    finished: bool  # True when the source has nothing more to give (snapshot-only runs)
 
     def open(self, stored_position: Any | None) -> None: ...
 

@@ -67,6 +67,7 @@ class ReplicationStream:
         self.keepalive_lsn = 0  # wal end of the last keepalive (what the server has sent)
         self.reply_requested = False
         self.last_status = 0.0
+        self.streaming = False  # True once START_REPLICATION succeeded
         self._confirmed = 0
 
     # -- connection -----------------------------------------------------------------
@@ -100,12 +101,15 @@ class ReplicationStream:
             rows.append(tuple(row))
         return rows
 
-    def create_slot(self, slot: str) -> int:
-        """Create a pgoutput slot; returns its consistent point."""
-        rows = self.command(
-            f"CREATE_REPLICATION_SLOT {_quote_ident(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT"
-        )
-        return parse_lsn(rows[0][1] or "0/0")
+    def create_slot(self, slot: str, export_snapshot: bool = False) -> tuple[int, str | None]:
+        """Create a pgoutput slot; returns its consistent point and exported snapshot name.
+
+        An exported snapshot stays importable only until this connection runs
+        its next command.
+        """
+        mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+        rows = self.command(f"CREATE_REPLICATION_SLOT {_quote_ident(slot)} LOGICAL pgoutput {mode}")
+        return parse_lsn(rows[0][1] or "0/0"), rows[0][2]
 
     def start(self, slot: str, start_lsn: int, options: dict[str, str]) -> None:
         opts = ", ".join(f"{_quote_ident(k)} {_quote_literal(v)}" for k, v in options.items())
@@ -122,6 +126,7 @@ class ReplicationStream:
             )
         pgconn.nonblocking = 1
         self._confirmed = start_lsn
+        self.streaming = True
 
     def close(self) -> None:
         if self._conn is not None:

@@ -25,11 +25,13 @@ from cdc.model import MESSAGE, Change, Commit
 
 from .pgoutput import PgoutputDecoder
 from .replication import ReplicationStream, format_lsn, parse_lsn
+from .snapshot import TableSnapshot
 
 log = logging.getLogger("cdc.postgres")
 
 HEARTBEAT_PREFIX = "cdc_heartbeat"
 ACK_INTERVAL = 1.0  # seconds between status updates while the confirmed LSN moves
+SNAPSHOT_BURST = 5000  # snapshot rows handed out per read()
 
 
 def _split_table(name: str) -> tuple[str, str]:
@@ -61,6 +63,12 @@ class PostgresSource:
         self._conn: psycopg.Connection | None = None
         self._last_heartbeat = time.monotonic()
         self.proto_version = 0
+        self._options: dict[str, str] = {}
+        self._snapshot: TableSnapshot | None = None
+        self._snapshot_rows: Iterator[Change] | None = None
+        # Acknowledging this position means the snapshot is in Kafka (None: none owed).
+        self._snapshot_position: int | None = None
+        self.finished = False  # initial_only: set once the snapshot is read
 
     # -- setup ----------------------------------------------------------------------
 
@@ -76,7 +84,10 @@ class PostgresSource:
             self._check_server(conn)
             tables = self._check_tables(conn)
             self._ensure_publication(conn, tables)
-            slot_exists = self._check_slot(conn, stored_position)
+            slot_lsn = self._check_slot(conn, stored_position)
+            snapshot_tables = self._published_tables(conn) if self._snapshot_owed(
+                stored_position
+            ) else None
         self.proto_version = _proto_version(server_version)
         self._decoder = PgoutputDecoder(
             self.database,
@@ -85,9 +96,23 @@ class PostgresSource:
             primary_key=self._primary_key,
         )
         self._stream.connect()
-        if not slot_exists:
-            lsn = self._stream.create_slot(cfg.slot)
-            log.info("created replication slot %s at %s", cfg.slot, format_lsn(lsn))
+        snapshot_name = None
+        if slot_lsn is None:
+            slot_lsn, snapshot_name = self._stream.create_slot(
+                cfg.slot, export_snapshot=snapshot_tables is not None
+            )
+            log.info("created replication slot %s at %s", cfg.slot, format_lsn(slot_lsn))
+        if snapshot_tables is not None:
+            # Imported before the replication connection runs another command.
+            self._snapshot = TableSnapshot(
+                cfg.dsn, self.database, snapshot_tables, slot_lsn, snapshot_name
+            )
+            self._snapshot_rows = self._snapshot.changes()
+            self._snapshot_position = slot_lsn
+            log.info(
+                "snapshot of %d table(s) at %s (%s)", len(snapshot_tables), format_lsn(slot_lsn),
+                "exported by the new slot" if snapshot_name else "slot existed: may overlap",
+            )
         options = {
             "proto_version": str(self.proto_version),
             "publication_names": '"' + cfg.publication.replace('"', '""') + '"',
@@ -95,13 +120,35 @@ class PostgresSource:
         }
         if cfg.streaming and self.proto_version >= 2:
             options["streaming"] = "on"
+        self._options = options
+        if self._snapshot is None:
+            self._start_streaming()
+
+    def _start_streaming(self) -> None:
+        cfg = self.config
         # 0/0: resume at the slot's confirmed_flush_lsn, the last acknowledged commit.
-        self._stream.start(cfg.slot, 0, options)
+        self._stream.start(cfg.slot, 0, self._options)
         log.info(
             "streaming slot %s of database %s (pgoutput v%d%s)",
             cfg.slot, self.database, self.proto_version,
-            ", streaming" if "streaming" in options else "",
+            ", streaming" if "streaming" in self._options else "",
         )
+
+    def _snapshot_owed(self, stored: dict[str, Any] | None) -> bool:
+        mode = self.config.snapshot
+        if mode == "always":
+            return True
+        if mode == "never":
+            return False
+        return not (stored and stored.get("snapshot_complete"))
+
+    def _published_tables(self, conn: psycopg.Connection) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
+            "ORDER BY 1, 2",
+            (self.config.publication,),
+        ).fetchall()
+        return [(s, t) for s, t in rows if f"{s}.{t}" not in self._excluded]
 
     def _check_server(self, conn: psycopg.Connection) -> None:
         def show(name: str) -> str:
@@ -214,7 +261,8 @@ class PostgresSource:
         conn.execute(f"ALTER PUBLICATION {_ident(pub)} ADD TABLE {names}")
         log.info("added %s to publication %s", names, pub)
 
-    def _check_slot(self, conn: psycopg.Connection, stored: Any | None) -> bool:
+    def _check_slot(self, conn: psycopg.Connection, stored: Any | None) -> int | None:
+        """Check the slot; return its confirmed_flush_lsn, or None when it must be created."""
         cfg = self.config
         row = conn.execute(
             """
@@ -246,7 +294,7 @@ class PostgresSource:
                     f"all {limit} replication slots are in use: raise max_replication_slots "
                     "and restart PostgreSQL, or drop an unused slot"
                 )
-            return False
+            return None
         plugin, database, active_pid, confirmed = row
         if plugin != "pgoutput":
             raise SourceSetupError(
@@ -269,11 +317,17 @@ class PostgresSource:
                     "(changes in between are delivered again)", cfg.slot, confirmed,
                     stored["lsn"],
                 )
-        return True
+        return parse_lsn(confirmed) if confirmed else 0
 
     # -- streaming ------------------------------------------------------------------
 
     def read(self, timeout: float) -> Iterator[Change | Commit]:
+        if self._snapshot_rows is not None:
+            yield from self._read_snapshot()
+            return
+        if not self._stream.streaming:
+            time.sleep(timeout)  # initial_only: done, the pipeline is draining
+            return
         decoder = self._decoder
         assert decoder is not None, "open() first"
         decode = decoder.decode
@@ -288,12 +342,36 @@ class PostgresSource:
                         continue
                 yield item
 
+    def _read_snapshot(self) -> Iterator[Change | Commit]:
+        rows = self._snapshot_rows
+        assert rows is not None and self._snapshot is not None
+        for _ in range(SNAPSHOT_BURST):
+            change = next(rows, None)
+            if change is None:
+                break
+            yield change
+        else:
+            return
+        snapshot = self._snapshot
+        self._snapshot_rows = None
+        self._snapshot = None
+        log.info("snapshot read: %d rows", snapshot.rows_read)
+        # Confirms nothing new (the slot is at this position already); once
+        # acknowledged, the offsets record the snapshot as complete.
+        yield Commit(snapshot.position)
+        if self.config.snapshot == "initial_only":
+            self.finished = True
+        else:
+            self._start_streaming()
+
     def ack(self, position: Any) -> None:
         if position is not None and position > self._acked:
             self._acked = position
 
     def tick(self, idle: bool) -> None:
         stream = self._stream
+        if not stream.streaming:
+            return
         decoder = self._decoder
         flush = self._acked
         if idle and decoder is not None and not decoder.in_transaction:
@@ -349,11 +427,13 @@ class PostgresSource:
             self._conn = None
 
     def position_to_store(self, position: Any) -> dict[str, Any]:
+        snapshot_done = self._snapshot_position is None or position >= self._snapshot_position
         return {
             "source": "postgres",
             "database": self.database,
             "slot": self.config.slot,
             "lsn": format_lsn(position),
+            "snapshot_complete": snapshot_done,
         }
 
     @property
@@ -362,8 +442,10 @@ class PostgresSource:
 
     def close(self) -> None:
         """Confirm what is acknowledged, then disconnect."""
+        if self._snapshot is not None:
+            self._snapshot.close()
         try:
-            if self._stream.confirmed_lsn < self._acked:
+            if self._stream.streaming and self._stream.confirmed_lsn < self._acked:
                 self._stream.send_status(self._acked)
         except SourceError as e:
             log.warning("final status update failed: %s", e)
