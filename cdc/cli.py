@@ -31,12 +31,12 @@ def main() -> None:
 def validate(config_path: str) -> None:
     """Check CONFIG without connecting to anything."""
     config = _load(config_path)
-    from .runtime import add_mapper_paths, build_chain
+    from .runtime import add_mapper_paths, build_pipeline
 
     add_mapper_paths(config_path)
     try:
         for i, p in enumerate(config.pipelines):
-            build_chain(p, f"pipelines[{i}]")
+            build_pipeline(p, i)  # loads mappers and formats; connects nowhere
     except ConfigError as e:
         click.echo(f"error: {config_path}: {e}", err=True)
         sys.exit(e.exit_code)

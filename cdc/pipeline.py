@@ -61,6 +61,26 @@ class TopicNamer:
         return topic
 
 
+class KeyNamer:
+    """Fills the sink's key template from a change's fields and primary-key columns."""
+
+    def __init__(self, template: str, pipeline: str):
+        self.template = template
+        self.pipeline = pipeline
+
+    def __call__(self, change: Change) -> bytes:
+        fields = dict(change.key or {})
+        fields.update(database=change.database, schema=change.schema, table=change.table,
+                      op=change.op, pipeline=self.pipeline)  # fmt: skip
+        try:
+            return self.template.format_map(fields).encode()
+        except (KeyError, IndexError, ValueError) as e:
+            raise SinkError(
+                f"sink.key template {self.template!r} does not fit {change.table_id} "
+                f"(key columns: {', '.join(change.key or {}) or 'none'}): {e!r}"
+            ) from e
+
+
 class Pipeline:
     def __init__(
         self,
@@ -71,6 +91,7 @@ class Pipeline:
         sink: KafkaSink,
         store: OffsetStore,
         topic_template: str,
+        key_template: str | None = None,
         flush_timeout: float = 30.0,
         metrics: PipelineMetrics | None = None,
     ):
@@ -81,6 +102,7 @@ class Pipeline:
         self.sink = sink
         self.store = store
         self.topic = TopicNamer(topic_template, name)
+        self.key = KeyNamer(key_template, name) if key_template else None
         self.flush_timeout = flush_timeout
         self.metrics = metrics or PipelineMetrics(name)
         self.checkpointer = Checkpointer()
@@ -210,6 +232,8 @@ class Pipeline:
         for item in items:
             if item.__class__ is Change:
                 for topic, key, value in self.render(item):
+                    if self.key is not None and key is not None:
+                        key = self.key(item)
                     headers: list[tuple[str, str | bytes | None]] = [
                         (EVENT_ID_HEADER, event_id(item, n).encode())
                     ]
@@ -225,8 +249,8 @@ class Pipeline:
         if not any(h[0] == EVENT_ID_HEADER for h in headers):
             headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
         key = event.key
-        if key is None and origin.key is not None:
-            key = origin.key
+        if key is None:
+            key = self.key(origin) if self.key is not None else origin.key
         topic = event.topic or self.topic(origin)
         self._produce(topic, encode(key), encode(event.value), headers, txn)
 

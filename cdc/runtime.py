@@ -65,9 +65,25 @@ def _load_mapper(m: MapperConfig, where: str, p: PipelineConfig, builtin: Any) -
     return instantiate(obj, options, m.name or m.type, where)
 
 
+def _refuse_unbuilt(p: PipelineConfig, index: int) -> None:
+    """Settings the schema knows but this version cannot honour: refuse, never ignore."""
+    where = f"pipelines[{index}]"
+    policies = [(f"{where}.on_error", p.on_error)] + [
+        (f"{where}.mappers[{i}].on_error", m.on_error) for i, m in enumerate(p.mappers)
+    ]
+    for key, policy in policies:
+        if policy not in (None, "fail"):
+            raise ConfigError(
+                f"on_error: {policy} is not available in this version; only 'fail' (stop "
+                "without moving the checkpoint past the failing change)",
+                key=key,
+            )
+
+
 def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
     from mappers.formats import make_format
 
+    _refuse_unbuilt(p, index)
     source = build_source(p)
     chain = build_chain(p, f"pipelines[{index}]")
     fmt = make_format(
@@ -87,6 +103,7 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         sink,
         store,
         p.sink.topic,
+        key_template=p.sink.key,
         flush_timeout=p.sink.flush_timeout,
         metrics=PipelineMetrics(p.name),
     )

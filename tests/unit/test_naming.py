@@ -1,0 +1,28 @@
+import pytest
+
+from cdc.errors import SinkError
+from cdc.model import INSERT, Change
+from cdc.pipeline import KeyNamer, TopicNamer
+
+
+def change(**kw):
+    base = dict(op=INSERT, database="shop", schema="public", table="orders",
+                key={"id": 7, "region": "eu"}, before=None, after={"id": 7},
+                columns={"id": "int4"}, position=10, txid=1, commit_ts=0, index=0)
+    base.update(kw)
+    return Change(**base)
+
+
+def test_topic_template_fields_and_cache():
+    namer = TopicNamer("{pipeline}.{database}.{schema}.{table}.{op}", "p1")
+    assert namer(change()) == "p1.shop.public.orders.insert"
+    assert namer(change(table="customers")) == "p1.shop.public.customers.insert"
+
+
+def test_key_template_uses_key_columns():
+    assert KeyNamer("{table}:{region}:{id}", "p")(change()) == b"orders:eu:7"
+
+
+def test_key_template_that_does_not_fit_names_the_table_and_columns():
+    with pytest.raises(SinkError, match=r"public.orders \(key columns: id, region\)"):
+        KeyNamer("{sku}", "p")(change())
