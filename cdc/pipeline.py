@@ -206,6 +206,7 @@ class Pipeline:
                 self._save(position)
         finally:
             self.source.close()
+            self.sink.close()
             if self.chain:
                 self.chain.close()
 

@@ -183,11 +183,16 @@ class PgoutputDecoder:
         spill_dir: str | None = None,
         spill_threshold: int = 64 * 1024 * 1024,
         primary_key: Callable[[str, str], tuple[str, ...] | None] | None = None,
+        base_type: Callable[[int], int | None] | None = None,
     ) -> None:
         self.database = database
         # Looks up a table's primary key columns (schema, table) -> names or
         # None; consulted for REPLICA IDENTITY FULL tables only.
         self.primary_key = primary_key
+        # Looks up the base type OID of a domain (None for other types);
+        # consulted once per Type message, so domains decode as their base.
+        self.base_type = base_type
+        self.domains: dict[int, int] = {}  # domain type OID -> base type OID
         self.spill_dir = spill_dir
         self.spill_threshold = spill_threshold
         self.relations: dict[int, Relation] = {}
@@ -380,12 +385,14 @@ class PgoutputDecoder:
         schema, pos = _cstring(buf, pos + 4)
         table, pos = _cstring(buf, pos)
         identity, count = _RELATION_TAIL.unpack_from(buf, pos)
+        domains = self.domains
         pos += _RELATION_TAIL.size
         columns = []
         for _ in range(count):
             flags = buf[pos]
             name, pos = _cstring(buf, pos + 1)
             type_oid, type_modifier = _COLUMN_TYPE.unpack_from(buf, pos)
+            type_oid = domains.get(type_oid, type_oid)
             pos += _COLUMN_TYPE.size
             columns.append(Column(name, type_oid, type_modifier, bool(flags & 1)))
         _expect_end(buf, pos)
@@ -405,6 +412,10 @@ class PgoutputDecoder:
         name, pos = _cstring(buf, pos)
         _expect_end(buf, pos)
         self.types[oid] = name
+        if self.base_type is not None:
+            base = self.base_type(oid)
+            if base is not None:
+                self.domains[oid] = base
 
     def _relation_at(self, buf: bytes, pos: int) -> Relation:
         (oid,) = _U32.unpack_from(buf, pos)

@@ -14,7 +14,7 @@ pgoutput stream produce the same Python values.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -74,7 +74,9 @@ class TableSnapshot:
         tables: list[tuple[str, str]],
         position: int,
         snapshot_name: str | None,
+        base_type: Callable[[int], int | None] | None = None,
     ):
+        self.base_type = base_type  # domain -> base type, as the stream decodes them
         self.database = database
         self.tables = tables
         self.position = position
@@ -108,7 +110,7 @@ class TableSnapshot:
         conn = self._conn
         columns = conn.execute(
             """
-            SELECT a.attname, a.atttypid, a.atttypmod, t.typname
+            SELECT a.attname, a.atttypid, a.atttypmod, t.typname, t.typtype
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
               AND a.attnum > 0 AND NOT a.attisdropped
@@ -129,10 +131,14 @@ class TableSnapshot:
         # The primary key, else the replica identity index (as the stream reports keys).
         primary = tuple(name for is_pk, name in index_columns if is_pk)
         key_names = primary or tuple(name for _, name in index_columns)
-        custom = {oid: typname for _, oid, _, typname in columns}
-        names = [name for name, _, _, _ in columns]
-        converters = [converter_for(oid, mod, custom) for _, oid, mod, _ in columns]
-        column_types = {name: type_name(oid, custom, mod) for name, oid, mod, _ in columns}
+        custom = {oid: typname for _, oid, _, typname, _ in columns}
+        resolved = [
+            (name, self._base(oid) if kind == "d" else oid, mod)
+            for name, oid, mod, _, kind in columns
+        ]
+        names = [name for name, _, _ in resolved]
+        converters = [converter_for(oid, mod, custom) for _, oid, mod in resolved]
+        column_types = {name: type_name(oid, custom, mod) for name, oid, mod in resolved}
         source = {"last_commit_lsn": None}
         fields = list(zip(names, converters, strict=True))
         select = ", ".join(_ident(n) for n in names)
@@ -151,6 +157,10 @@ class TableSnapshot:
                              self.position, None, self.commit_ts, index, (), True,
                              self.position, source)  # fmt: skip
                 index += 1
+
+    def _base(self, oid: int) -> int:
+        base = self.base_type(oid) if self.base_type is not None else None
+        return base if base is not None else oid
 
     def close(self) -> None:
         if not self._conn.closed:

@@ -94,6 +94,7 @@ class PostgresSource:
             spill_dir=cfg.spill_dir,
             spill_threshold=cfg.spill_threshold,
             primary_key=self._primary_key,
+            base_type=self._domain_base_type,
         )
         self._stream.connect()
         snapshot_name = None
@@ -105,7 +106,8 @@ class PostgresSource:
         if snapshot_tables is not None:
             # Imported before the replication connection runs another command.
             self._snapshot = TableSnapshot(
-                cfg.dsn, self.database, snapshot_tables, slot_lsn, snapshot_name
+                cfg.dsn, self.database, snapshot_tables, slot_lsn, snapshot_name,
+                base_type=self._domain_base_type,
             )
             self._snapshot_rows = self._snapshot.changes()
             self._snapshot_position = slot_lsn
@@ -407,6 +409,25 @@ class PostgresSource:
         except psycopg.Error as e:
             raise SourceError(f"cannot read the primary key of {schema}.{table}: {e}") from e
         return tuple(r[0] for r in rows) or None
+
+    def _domain_base_type(self, oid: int) -> int | None:
+        """The base type of a domain (following domains over domains), else None."""
+        try:
+            row = self._catalog().execute(
+                """
+                WITH RECURSIVE chain(oid, base, kind) AS (
+                    SELECT oid, typbasetype, typtype FROM pg_type WHERE oid = %s
+                  UNION ALL
+                    SELECT t.oid, t.typbasetype, t.typtype
+                    FROM pg_type t JOIN chain c ON t.oid = c.base WHERE c.kind = 'd'
+                )
+                SELECT oid FROM chain WHERE kind <> 'd'
+                """,
+                (oid,),
+            ).fetchone()
+        except psycopg.Error as e:
+            raise SourceError(f"cannot look up type {oid}: {str(e).strip()}") from e
+        return int(row[0]) if row and row[0] != oid else None
 
     def _catalog(self) -> psycopg.Connection:
         """A regular connection for catalog look-ups and heartbeats, opened on demand."""

@@ -156,6 +156,9 @@ class RunningPipeline:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 raise AssertionError(f"pipeline {self.name} did not stop within {timeout:.0f}s")
+            # Pipeline.run() leaves its producer open (the process exits after it);
+            # in-process, drop it so its threads and connections go now.
+            self.pipeline.sink.close()
         self.check()
 
 
@@ -221,4 +224,4 @@ def execute_each(dsn: str, statements: Iterable[str]) -> None:
     """Run every statement in its own transaction (autocommit), in order."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
