@@ -28,7 +28,7 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, Interval):
-        return interval_iso(value)
+        return iso_duration(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, uuid.UUID):
@@ -38,32 +38,38 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def interval_iso(value: Interval) -> str:
-    """ISO-8601 duration: Interval(14, 3, 14706789000) -> 'P1Y2M3DT4H5M6.789S'."""
-    years, months = divmod(value.months, 12) if value.months >= 0 else (0, value.months)
-    micros = value.microseconds
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    hours, rest = divmod(micros, 3_600_000_000)
-    minutes, rest = divmod(rest, 60_000_000)
-    seconds, fraction = divmod(rest, 1_000_000)
-    out = "P"
+def iso_duration(value: Interval) -> str:
+    """PostgreSQL's iso_8601 IntervalStyle text of an interval.
+
+    >>> iso_duration(Interval(14, 3, 14_706_789_000))
+    'P1Y2M3DT4H5M6.789S'
+    """
+    months, days, micros = value.months, value.days, value.microseconds
+    years = abs(months) // 12 * (1 if months >= 0 else -1)
+    months -= years * 12
+    parts = ["P"]
     if years:
-        out += f"{years}Y"
+        parts.append(f"{years}Y")
     if months:
-        out += f"{months}M"
-    if value.days:
-        out += f"{value.days}D"
-    if hours or minutes or seconds or fraction:
-        out += "T"
+        parts.append(f"{months}M")
+    if days:
+        parts.append(f"{days}D")
+    if micros:
+        sign = "-" if micros < 0 else ""
+        hours, rest = divmod(abs(micros), 3_600_000_000)
+        minutes, rest = divmod(rest, 60_000_000)
+        seconds, fraction = divmod(rest, 1_000_000)
+        parts.append("T")
         if hours:
-            out += f"{sign}{hours}H"
+            parts.append(f"{sign}{hours}H")
         if minutes:
-            out += f"{sign}{minutes}M"
+            parts.append(f"{sign}{minutes}M")
         if seconds or fraction:
-            frac = f".{fraction:06d}".rstrip("0") if fraction else ""
-            out += f"{sign}{seconds}{frac}S"
-    return out if out != "P" else "PT0S"
+            text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
+            parts.append(f"{sign}{text}S")
+    if len(parts) == 1:
+        return "PT0S"
+    return "".join(parts)
 
 
 def dumps(value: Any) -> bytes:

@@ -83,7 +83,7 @@ from typing import Any
 
 import cdc
 from cdc.model import DELETE, INSERT, MESSAGE, READ, TRUNCATE, UPDATE, Change, Interval
-from mappers.formats import Record, split_type_name
+from mappers.formats import Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
 
 Converter = Callable[[Any], Any]
@@ -270,25 +270,6 @@ def _interval(value: Any) -> Any:
     return str(value)
 
 
-def _bytes(value: Any) -> Any:
-    return binascii.b2a_base64(value, newline=False).decode("ascii")
-
-
-def _array(element: Converter | None) -> Converter | None:
-    if element is None:
-        return None  # elements are JSON values already; nested lists are fine
-
-    def convert(value: Any) -> Any:
-        if type(value) is not list:
-            return str(value)
-        return [
-            None if item is None else convert(item) if type(item) is list else element(item)
-            for item in value
-        ]
-
-    return convert
-
-
 _IDENTITY_TYPES = frozenset(
     """int2 int4 int8 oid xid bool text varchar bpchar char name uuid citext""".split()
 )
@@ -302,7 +283,7 @@ def value_converter(type_name: str, decimal: str = "string") -> Converter | None
     """
     base, mods, dims = split_type_name(type_name)
     if dims:
-        return _array(value_converter(base, decimal))
+        return array_of(value_converter(base, decimal))
     if base in _IDENTITY_TYPES:
         return None
     if base == "numeric":
@@ -327,7 +308,7 @@ def value_converter(type_name: str, decimal: str = "string") -> Converter | None
     if base in ("json", "jsonb"):
         return _json_text
     if base == "bytea":
-        return _bytes
+        return base64_text
     return str
 
 
@@ -341,7 +322,7 @@ def placeholder_for(type_name: str) -> Any:
             return list(PLACEHOLDER.encode())
         return PLACEHOLDER
     if base == "bytea":
-        return _bytes(PLACEHOLDER.encode())
+        return base64_text(PLACEHOLDER.encode())
     return PLACEHOLDER
 
 
@@ -531,7 +512,7 @@ class DebeziumFormat:
         content = body.get("content") or b""
         if isinstance(content, str):
             content = content.encode()
-        message = _encode({"prefix": prefix, "content": _bytes(content)})
+        message = _encode({"prefix": prefix, "content": base64_text(content)})
         if change.source.get("connector", "postgresql") == "mysql":
             source = '"source":' + _encode(self._mysql_source(change))
         else:

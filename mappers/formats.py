@@ -27,8 +27,10 @@ and other user types by their own name.
 
 from __future__ import annotations
 
+import binascii
 import importlib
 import json
+from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Protocol
 
@@ -52,6 +54,31 @@ _iterencode = (
         None, _json_options.default, encode_basestring, None, ":", ",", False, False, False
     )
 )
+
+
+def base64_text(value: bytes) -> str:
+    """bytes -> base64 text, as JSON formats carry binary values."""
+    return binascii.b2a_base64(value, newline=False).decode("ascii")
+
+
+def array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """A converter applying `element` to every item of a (nested) array value.
+
+    None when the elements need no conversion. A value that is not a list (an
+    array the decoder could only pass as text) is passed on as str.
+    """
+    if element is None:
+        return None
+
+    def convert(value: Any) -> Any:
+        if type(value) is not list:
+            return str(value)
+        return [
+            None if item is None else convert(item) if type(item) is list else element(item)
+            for item in value
+        ]
+
+    return convert
 
 
 def to_json(value: Any) -> str:

@@ -22,15 +22,15 @@ format.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from cdc.jsonenc import iso_duration
 from cdc.model import DELETE, MESSAGE, TRUNCATE, Change, Interval, format_position
-from mappers.formats import Record, split_type_name
+from mappers.formats import Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
 
 Converter = Callable[[Any], Any]
@@ -69,61 +69,8 @@ def _timestamptz(value: Any) -> Any:
     return text[:-6] + "Z"
 
 
-def iso_duration(value: Interval) -> str:
-    """PostgreSQL's iso_8601 IntervalStyle text of an interval.
-
-    >>> iso_duration(Interval(14, 3, 14_706_789_000))
-    'P1Y2M3DT4H5M6.789S'
-    """
-    months, days, micros = value.months, value.days, value.microseconds
-    years = abs(months) // 12 * (1 if months >= 0 else -1)
-    months -= years * 12
-    parts = ["P"]
-    if years:
-        parts.append(f"{years}Y")
-    if months:
-        parts.append(f"{months}M")
-    if days:
-        parts.append(f"{days}D")
-    if micros:
-        sign = "-" if micros < 0 else ""
-        hours, rest = divmod(abs(micros), 3_600_000_000)
-        minutes, rest = divmod(rest, 60_000_000)
-        seconds, fraction = divmod(rest, 1_000_000)
-        parts.append("T")
-        if hours:
-            parts.append(f"{sign}{hours}H")
-        if minutes:
-            parts.append(f"{sign}{minutes}M")
-        if seconds or fraction:
-            text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
-            parts.append(f"{sign}{text}S")
-    if len(parts) == 1:
-        return "PT0S"
-    return "".join(parts)
-
-
 def _interval(value: Any) -> Any:
     return iso_duration(value) if type(value) is Interval else str(value)
-
-
-def _bytes(value: Any) -> Any:
-    return binascii.b2a_base64(value, newline=False).decode("ascii")
-
-
-def _array(element: Converter | None) -> Converter | None:
-    if element is None:
-        return None
-
-    def convert(value: Any) -> Any:
-        if type(value) is not list:
-            return str(value)
-        return [
-            None if item is None else convert(item) if type(item) is list else element(item)
-            for item in value
-        ]
-
-    return convert
 
 
 _NATIVE_TYPES = frozenset(
@@ -136,7 +83,7 @@ def value_converter(type_name: str) -> Converter | None:
     """The converter for a column of `type_name` (None: the value is used as is)."""
     base, _, dims = split_type_name(type_name)
     if dims:
-        return _array(value_converter(base))
+        return array_of(value_converter(base))
     if base in _NATIVE_TYPES:
         return None
     if base == "numeric":
@@ -150,7 +97,7 @@ def value_converter(type_name: str) -> Converter | None:
     if base == "interval":
         return _interval
     if base == "bytea":
-        return _bytes
+        return base64_text
     return str
 
 
@@ -207,7 +154,7 @@ class JsonFormat:
             before = None
             after: dict[str, Any] | None = {
                 "prefix": body.get("prefix", ""),
-                "content": _bytes(content),
+                "content": base64_text(content),
                 "transactional": bool(body.get("transactional", False)),
             }
             topic = self.message_topic

@@ -1,7 +1,7 @@
 import datetime
 import decimal
 
-from cdc.jsonenc import encode, interval_iso
+from cdc.jsonenc import encode, iso_duration
 from cdc.model import Interval
 
 
@@ -22,7 +22,7 @@ def test_encode_values():
     assert encode(b"raw") == b"raw"
 
 
-def test_interval_iso_edge_cases():
-    assert interval_iso(Interval(0, 0, 0)) == "PT0S"
-    assert interval_iso(Interval(0, -1, 7_200_000_000)) == "P-1DT2H"
-    assert interval_iso(Interval(0, 0, -500_000)) == "PT-0.5S"
+def test_iso_duration_edge_cases():
+    assert iso_duration(Interval(0, 0, 0)) == "PT0S"
+    assert iso_duration(Interval(0, -1, 7_200_000_000)) == "P-1DT2H"
+    assert iso_duration(Interval(0, 0, -500_000)) == "PT-0.5S"
