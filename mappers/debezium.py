@@ -83,7 +83,7 @@ from typing import Any
 
 import cdc
 from cdc.model import DELETE, INSERT, MESSAGE, READ, TRUNCATE, UPDATE, Change, Interval
-from mappers.formats import Record, array_of, base64_text, split_type_name
+from mappers.formats import LayoutCache, Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
 
 Converter = Callable[[Any], Any]
@@ -375,7 +375,7 @@ class DebeziumFormat:
     >>> [(topic, key, value)] = fmt.render(insert_change)  # doctest: +SKIP
     """
 
-    _MAX_CACHED = 4096  # column layouts / table names kept; cleared beyond
+    _MAX_CACHED = 4096  # table names kept; cleared beyond
 
     def __init__(
         self,
@@ -393,7 +393,7 @@ class DebeziumFormat:
         self.server_name = server_name
         self.message_topic = f"{server_name}.message"
         self._version = package_version()
-        self._tables: dict[int, _Table] = {}
+        self._tables = LayoutCache(lambda columns: _Table(columns, self.decimal))
         self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
@@ -410,33 +410,27 @@ class DebeziumFormat:
             if not self.truncate:
                 return []
             return [(None, None, self._envelope(change, "t", "null", "null"))]
-        table = self._table(change.columns)
+        table = self._tables.get(change.columns)
         key = change.key
         key_bytes = None if key is None else table.key(key)
         before = change.before
         if op == UPDATE and before is not None and key and _key_changed(key, before):
             return self._render_key_change(change, table, key_bytes)
-        after = change.after
-        if after is None:
-            after_json = "null"
-        elif change.unchanged:
-            after_json = table.row(after, self._placeholders(change))
-        else:
-            after_json = table.row(after)
         value = self._envelope(
-            change, _OPS[op], "null" if before is None else table.row(before), after_json
+            change, _OPS[op], "null" if before is None else table.row(before),
+            self._after_json(change, table),
         )
         if op == DELETE and self.tombstones:
             return [(None, key_bytes, value), (None, key_bytes, None)]
         return [(None, key_bytes, value)]
 
-    def _table(self, columns: dict[str, str]) -> _Table:
-        table = self._tables.get(id(columns))
-        if table is None or table.columns is not columns:
-            if len(self._tables) >= self._MAX_CACHED:
-                self._tables.clear()
-            table = self._tables[id(columns)] = _Table(columns, self.decimal)
-        return table
+    def _after_json(self, change: Change, table: _Table) -> str:
+        after = change.after
+        if after is None:
+            return "null"
+        if change.unchanged:
+            return table.row(after, self._placeholders(change))
+        return table.row(after)
 
     @staticmethod
     def _placeholders(change: Change) -> dict[str, Any]:
@@ -454,14 +448,9 @@ class DebeziumFormat:
         out: list[Record] = [(None, old_key, deleted)]
         if self.tombstones:
             out.append((None, old_key, None))
-        after = change.after
-        if after is None:
-            after_json = "null"
-        elif change.unchanged:
-            after_json = table.row(after, self._placeholders(change))
-        else:
-            after_json = table.row(after)
-        out.append((None, new_key, self._envelope(change, "c", "null", after_json)))
+        out.append(
+            (None, new_key, self._envelope(change, "c", "null", self._after_json(change, table)))
+        )
         return out
 
     def _envelope(self, change: Change, op: str, before: str, after: str) -> bytes:

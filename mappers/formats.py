@@ -32,9 +32,11 @@ import importlib
 import json
 from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from cdc.model import Change
+
+T = TypeVar("T")
 
 # (topic override or None, key bytes or None, value bytes or None)
 Record = tuple[str | None, bytes | None, bytes | None]
@@ -79,6 +81,31 @@ def array_of(element: Callable[[Any], Any] | None) -> Callable[[Any], Any] | Non
         ]
 
     return convert
+
+
+class LayoutCache(Generic[T]):
+    """What a format precomputes per column layout, keyed by the `Change.columns` dict.
+
+    The decoder shares one `columns` dict between every change of a table
+    version, so its identity is the cheapest key there is; the entry keeps the
+    dict alive and is checked against it, so a reused id() cannot alias.
+    """
+
+    def __init__(self, build: Callable[[dict[str, str]], T], limit: int = 4096):
+        self._build = build
+        self._limit = limit
+        self._entries: dict[int, tuple[dict[str, str], T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, columns: dict[str, str]) -> T:
+        entry = self._entries.get(id(columns))
+        if entry is None or entry[0] is not columns:
+            if len(self._entries) >= self._limit:
+                self._entries.clear()
+            entry = self._entries[id(columns)] = (columns, self._build(columns))
+        return entry[1]
 
 
 def to_json(value: Any) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 from cdc.jsonenc import iso_duration
 from cdc.model import DELETE, MESSAGE, TRUNCATE, Change, Interval, format_position
-from mappers.formats import Record, array_of, base64_text, split_type_name
+from mappers.formats import LayoutCache, Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
 
 Converter = Callable[[Any], Any]
@@ -124,7 +124,6 @@ class _Table:
 class JsonFormat:
     """Flat JSON; see the module docstring."""
 
-    _MAX_TABLES = 4096
 
     def __init__(
         self,
@@ -138,7 +137,7 @@ class JsonFormat:
         self.tombstones = tombstones
         self.truncate = truncate
         self.message_topic = f"{server_name}.message"
-        self._tables: dict[int, _Table] = {}
+        self._tables = LayoutCache(_Table)
 
     def render(self, change: Change) -> list[Record]:
         op = change.op
@@ -159,7 +158,7 @@ class JsonFormat:
             }
             topic = self.message_topic
         else:
-            table = self._table(change.columns)
+            table = self._tables.get(change.columns)
             key = None if change.key is None else table.row(change.key)
             before = None if change.before is None else table.row(change.before)
             after = None if change.after is None else table.row(change.after)
@@ -184,13 +183,6 @@ class JsonFormat:
             return [(topic, key_bytes, value), (topic, key_bytes, None)]
         return [(topic, key_bytes, value)]
 
-    def _table(self, columns: dict[str, str]) -> _Table:
-        table = self._tables.get(id(columns))
-        if table is None or table.columns is not columns:
-            if len(self._tables) >= self._MAX_TABLES:
-                self._tables.clear()
-            table = self._tables[id(columns)] = _Table(columns)
-        return table
 
 
 _EPOCH = dt.datetime(1970, 1, 1)
