@@ -184,6 +184,7 @@ class PgoutputDecoder:
         spill_threshold: int = 64 * 1024 * 1024,
         primary_key: Callable[[str, str], tuple[str, ...] | None] | None = None,
         base_type: Callable[[int], int | None] | None = None,
+        spill_prefix: str = "cdc-stream-",
     ) -> None:
         self.database = database
         # Looks up a table's primary key columns (schema, table) -> names or
@@ -195,6 +196,7 @@ class PgoutputDecoder:
         self.domains: dict[int, int] = {}  # domain type OID -> base type OID
         self.spill_dir = spill_dir
         self.spill_threshold = spill_threshold
+        self.spill_prefix = spill_prefix
         self.relations: dict[int, Relation] = {}
         self._last_commit: int | None = None  # commit LSN of the previous transaction
         self.types: dict[int, str] = {}  # non-built-in type OID -> name, from Type messages
@@ -312,7 +314,7 @@ class PgoutputDecoder:
             stale = self._streams.pop(xid, None)
             if stale is not None:
                 stale.buffer.close()
-            buffer = SpillBuffer(self.spill_threshold, self.spill_dir)
+            buffer = SpillBuffer(self.spill_threshold, self.spill_dir, self.spill_prefix)
             self._streams[xid] = _StreamedTxn(buffer)
         elif xid not in self._streams:
             raise ValueError(f"continuation of streamed transaction {xid} whose start was missed")

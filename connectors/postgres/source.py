@@ -26,6 +26,7 @@ from cdc.model import MESSAGE, Change, Commit
 from .pgoutput import PgoutputDecoder
 from .replication import ReplicationStream, format_lsn, parse_lsn
 from .snapshot import TableSnapshot
+from .spill import remove_stale
 
 log = logging.getLogger("cdc.postgres")
 
@@ -64,6 +65,7 @@ class PostgresSource:
         self._last_heartbeat = time.monotonic()
         self.proto_version = 0
         self._options: dict[str, str] = {}
+        self._spill_prefix = f"cdc-stream-{config.slot}-"
         self._snapshot: TableSnapshot | None = None
         self._snapshot_rows: Iterator[Change] | None = None
         # Acknowledging this position means the snapshot is in Kafka (None: none owed).
@@ -95,6 +97,7 @@ class PostgresSource:
             spill_threshold=cfg.spill_threshold,
             primary_key=self._primary_key,
             base_type=self._domain_base_type,
+            spill_prefix=self._spill_prefix,
         )
         self._stream.connect()
         snapshot_name = None
@@ -130,6 +133,10 @@ class PostgresSource:
         cfg = self.config
         # 0/0: resume at the slot's confirmed_flush_lsn, the last acknowledged commit.
         self._stream.start(cfg.slot, 0, self._options)
+        # Spill files are named after the slot and we now hold it: leftovers
+        # of a predecessor (killed mid-transaction) are ours to remove.
+        for name in remove_stale(cfg.spill_dir, self._spill_prefix):
+            log.info("removed spill file %s left by an earlier run", name)
         log.info(
             "streaming slot %s of database %s (pgoutput v%d%s)",
             cfg.slot, self.database, self.proto_version,

@@ -30,12 +30,37 @@ from typing import Any, BinaryIO
 _CHUNK_BYTES = 1 << 20
 
 
+def remove_stale(directory: str | None, prefix: str) -> list[str]:
+    """Delete spill files left by an earlier process (e.g. one killed with -9).
+
+    Only call it while holding whatever `prefix` names (the replication slot):
+    another live process could otherwise lose a file it is using.
+    """
+    directory = directory or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".spill"):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 class SpillBuffer:
     """An append-only, replay-once sequence of picklable items with bounded memory."""
 
-    def __init__(self, threshold: int, directory: str | None = None) -> None:
+    def __init__(
+        self, threshold: int, directory: str | None = None, prefix: str = "cdc-stream-"
+    ) -> None:
         self.threshold = threshold
         self.directory = directory
+        self.prefix = prefix
         self.path: str | None = None  # the spill file, once there is one
         self._file: BinaryIO | None = None
         self._chunks = 0  # pickled chunks in the file
@@ -110,7 +135,7 @@ class SpillBuffer:
     def _spill(self) -> None:
         if self._file is None:
             fd, self.path = tempfile.mkstemp(
-                prefix="cdc-stream-", suffix=".spill", dir=self.directory
+                prefix=self.prefix, suffix=".spill", dir=self.directory
             )
             self._file = os.fdopen(fd, "w+b")
             self._finalizer = weakref.finalize(self, _remove, self._file, self.path)
