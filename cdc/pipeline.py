@@ -175,6 +175,7 @@ class Pipeline:
 
     def _while_blocked(self) -> None:
         """Called by the sink while its queue is full: keep the source's server happy."""
+        self.last_loop = time.monotonic()  # waiting for the broker is not a stall
         moved = self.checkpointer.advance()
         if moved is not None:
             self.source.ack(moved)

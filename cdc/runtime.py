@@ -2,8 +2,9 @@
 
 Each pipeline runs on its own thread. SIGTERM/SIGINT set the stop flag: every
 pipeline finishes its current burst, waits for the broker to acknowledge what
-is in flight, checkpoints and closes. A pipeline that fails stops the others
-the same way, and the process exits non-zero.
+is in flight, checkpoints and closes. A pipeline whose source connection is
+lost reconnects with backoff; one that fails otherwise stops the others the
+same way, and the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from typing import Any
 
 from .chain import LoadedMapper, MapperChain, import_object, instantiate
 from .config import Config, MapperConfig, PipelineConfig, PostgresSourceConfig
-from .errors import CdcError, ConfigError
+from .errors import CdcError, ConfigError, DecodeError, SourceError
 from .metrics import PipelineMetrics, serve
 from .offsets import FileOffsetStore
 from .pipeline import Pipeline
 from .sink import KafkaSink
 
 log = logging.getLogger("cdc")
+
+# Seconds between reconnection attempts after a lost source connection.
+RETRY_MIN = 1.0
+RETRY_MAX = 30.0
 
 
 def add_mapper_paths(config_path: str) -> None:
@@ -127,24 +132,55 @@ class Runtime:
         running = {p.name: p.running for p in self.pipelines}
         return {"ok": all(running.values()) and not self.errors, "pipelines": running}
 
-    def _run_one(self, pipeline: Pipeline) -> None:
-        try:
-            pipeline.run(self.stop)
-        except BaseException as e:  # reported by run(); stop the others
-            self.errors.append((pipeline.name, e))
-            if isinstance(e, CdcError):
-                log.error("pipeline %s stopped: %s", pipeline.name, e)
-            else:
-                log.exception("pipeline %s crashed", pipeline.name)
-            pipeline.metrics.error(type(e).__name__)
-            self.stop.set()
+    def _run_one(self, index: int) -> None:
+        """Run pipeline `index`; reconnect after a lost connection, stop everything otherwise.
+
+        A failed run has already drained and checkpointed what the broker
+        acknowledged, so running a fresh pipeline resumes exactly where a
+        process restart would.
+        """
+        backoff = RETRY_MIN
+        while True:
+            pipeline = self.pipelines[index]
+            started = time.monotonic()
+            try:
+                pipeline.run(self.stop)
+                return
+            except SourceError as e:
+                if isinstance(e, DecodeError) or self.stop.is_set():
+                    self._fail(pipeline, e)
+                    return
+                pipeline.metrics.error(type(e).__name__)
+                if time.monotonic() - started > RETRY_MAX:
+                    backoff = RETRY_MIN  # it ran fine for a while: start over
+                log.warning(
+                    "pipeline %s lost its source: %s; reconnecting in %.0fs",
+                    pipeline.name, e, backoff,
+                )
+            except BaseException as e:
+                self._fail(pipeline, e)
+                return
+            if self.stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, RETRY_MAX)
+            self.pipelines[index] = build_pipeline(self.config.pipelines[index], index)
+
+    def _fail(self, pipeline: Pipeline, e: BaseException) -> None:
+        """Record the failure and stop the other pipelines."""
+        self.errors.append((pipeline.name, e))
+        if isinstance(e, CdcError):
+            log.error("pipeline %s stopped: %s", pipeline.name, e)
+        else:
+            log.exception("pipeline %s crashed", pipeline.name)
+        pipeline.metrics.error(type(e).__name__)
+        self.stop.set()
 
     def run(self) -> int:
         http = self.config.http
         server = serve(http.listen, self.health, self.ready) if http.enabled else None
         threads = [
-            threading.Thread(target=self._run_one, args=(p,), name=f"pipeline-{p.name}")
-            for p in self.pipelines
+            threading.Thread(target=self._run_one, args=(i,), name=f"pipeline-{p.name}")
+            for i, p in enumerate(self.pipelines)
         ]
 
         def on_signal(signum: int, _frame: Any) -> None:

@@ -156,7 +156,10 @@ class ReplicationStream:
         count = 0
         waited = False
         while count < limit:
-            nbytes, data = get(1)
+            try:
+                nbytes, data = get(1)
+            except psycopg.Error as e:
+                raise SourceError(f"replication connection lost: {str(e).strip()}") from e
             if nbytes > 0:
                 kind = data[0]
                 if kind == 0x77:  # 'w' XLogData
@@ -210,12 +213,15 @@ class ReplicationStream:
         if flush_lsn < self._confirmed:
             flush_lsn = self._confirmed  # never move backwards
         msg = _STATUS.pack(b"r", flush_lsn, flush_lsn, flush_lsn, now_pg_us(), reply)
-        if pgconn.put_copy_data(msg) != 1:
-            raise SourceError(
-                "cannot send standby status: "
-                + pgconn.error_message.decode(errors="replace").strip()
-            )
-        self._flush(pgconn)
+        try:
+            if pgconn.put_copy_data(msg) != 1:
+                raise SourceError(
+                    "cannot send standby status: "
+                    + pgconn.error_message.decode(errors="replace").strip()
+                )
+            self._flush(pgconn)
+        except psycopg.Error as e:
+            raise SourceError(f"cannot send standby status: {str(e).strip()}") from e
         self._confirmed = flush_lsn
         self.reply_requested = False
         self.last_status = time.monotonic()

@@ -33,6 +33,7 @@ log = logging.getLogger("cdc.postgres")
 HEARTBEAT_PREFIX = "cdc_heartbeat"
 ACK_INTERVAL = 1.0  # seconds between status updates while the confirmed LSN moves
 SNAPSHOT_BURST = 5000  # snapshot rows handed out per read()
+SLOT_RELEASE_WAIT = 5.0  # seconds to wait for a slot whose holder is going away
 
 
 def _split_table(name: str) -> tuple[str, str]:
@@ -142,6 +143,20 @@ class PostgresSource:
             cfg.slot, self.database, self.proto_version,
             ", streaming" if "streaming" in self._options else "",
         )
+
+    def _wait_slot_released(self, conn: psycopg.Connection, pid: int) -> int | None:
+        """Give a walsender that is going away (our killed predecessor) time to let go."""
+        deadline = time.monotonic() + SLOT_RELEASE_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            row = conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+                (self.config.slot,),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            pid = row[0]
+        return pid
 
     def _snapshot_owed(self, stored: dict[str, Any] | None) -> bool:
         mode = self.config.snapshot
@@ -314,6 +329,8 @@ class PostgresSource:
             raise SourceSetupError(
                 f"slot {cfg.slot!r} belongs to database {database!r}, not {self.database!r}"
             )
+        if active_pid is not None:
+            active_pid = self._wait_slot_released(conn, active_pid)
         if active_pid is not None:
             raise SourceSetupError(
                 f"replication slot {cfg.slot!r} is in use by another process (pid "
