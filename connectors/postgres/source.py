@@ -67,6 +67,7 @@ class PostgresSource:
         self.proto_version = 0
         self._options: dict[str, str] = {}
         self._spill_prefix = f"cdc-stream-{config.slot}-"
+        self._status_interval = config.status_interval
         self._snapshot: TableSnapshot | None = None
         self._snapshot_rows: Iterator[Change] | None = None
         # Acknowledging this position means the snapshot is in Kafka (None: none owed).
@@ -197,6 +198,20 @@ class PostgresSource:
         if int(show("max_wal_senders")) < 1:
             raise SourceSetupError(
                 "max_wal_senders is 0: set max_wal_senders = 10 (or more) and restart PostgreSQL"
+            )
+        # The server ends a walsender that sends no status for wal_sender_timeout;
+        # keep well inside it even when status_interval is set too high.
+        timeout_ms = int(
+            conn.execute(
+                "SELECT setting::int * CASE unit WHEN 's' THEN 1000 ELSE 1 END "
+                "FROM pg_settings WHERE name = 'wal_sender_timeout'"
+            ).fetchone()[0]  # type: ignore[index]
+        )
+        if timeout_ms > 0 and self._status_interval > timeout_ms / 3000:
+            self._status_interval = timeout_ms / 3000
+            log.info(
+                "status_interval lowered to %.1fs (wal_sender_timeout is %dms)",
+                self._status_interval, timeout_ms,
             )
         if int(show("max_replication_slots")) < 1:
             raise SourceSetupError(
@@ -407,7 +422,7 @@ class PostgresSource:
         if (
             stream.reply_requested
             or (flush > stream.confirmed_lsn and since >= ACK_INTERVAL)
-            or since >= self.config.status_interval
+            or since >= self._status_interval
         ):
             stream.send_status(flush)
         if self.config.heartbeat_interval and now - self._last_heartbeat >= (
