@@ -133,9 +133,7 @@ def _collect(result: Any, out: list[Change | Event], name: str, change: Change) 
                 if r.__class__ is not Change and r.__class__ is not Event:
                     raise TypeError(f"returned a {type(r).__name__} in its results")
                 out.append(r)
-        except TypeError as e:
-            raise MapperError(name, change, e) from e
-        except Exception as e:  # a generator mapper raising mid-way
+        except Exception as e:  # a wrong item, or a generator mapper raising mid-way
             raise MapperError(name, change, e) from e
         return
     raise MapperError(

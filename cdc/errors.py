@@ -36,6 +36,17 @@ class SourceError(CdcError):
     """The source failed while streaming (connection lost, protocol error)."""
 
 
+class ConnectionLost(SourceError):
+    """The connection to the source broke (server restart, network): retried with backoff."""
+
+
+class SlotInUse(CdcError):
+    """Another process holds the replication slot. Fatal at start; retried on a reconnect,
+    where the holder is usually our own previous, dying connection."""
+
+    exit_code = 3
+
+
 class PositionLostError(CdcError):
     """The stored position can no longer be resumed (slot dropped, binlog purged)."""
 

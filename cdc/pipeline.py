@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .checkpoint import Checkpointer, Txn
-from .errors import SinkError
+from .errors import SinkError, SourceError
 from .jsonenc import encode
 from .metrics import PipelineMetrics
 from .model import EVENT_ID_HEADER, Change, Commit, Event, event_id
@@ -34,6 +34,10 @@ SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position mo
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
 
 Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
+
+
+class _Stopped(Exception):
+    """Raised inside a blocked send when the pipeline is told to stop."""
 
 
 class TopicNamer:
@@ -114,18 +118,26 @@ class Pipeline:
         self.counts = [0, 0, 0]
         self._last_save = 0.0
         self._saved_position: Any = None
+        self._stop: threading.Event | None = None
+        self._draining = False
+        self._source_lost = False  # the source failed: drain without calling it
         sink.wait_hook = self._while_blocked
 
     # -- lifecycle ------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Stream until `stop` is set or something fails; always checkpoint what is acked."""
-        stored = self.store.load()
-        self.source.open(stored)
-        self.running = True
-        self.metrics.up.set(1)
+        self._stop = stop
         try:
+            self.source.open(self.store.load())
+            self.running = True
+            self.metrics.up.set(1)
             self._loop(stop)
+        except _Stopped:
+            pass  # stopped while the broker was unreachable: the open transaction is replayed
+        except SourceError:
+            self._source_lost = True  # drain without talking to it
+            raise
         finally:
             self.running = False
             self.metrics.up.set(0)
@@ -170,9 +182,9 @@ class Pipeline:
         if moved is not None:
             self.source.ack(moved)
             self.metrics.acked_position(moved)
-            now = time.monotonic()
-            if now - self._last_save >= SAVE_INTERVAL:
-                self._save(moved)
+        acked = checkpointer.acked_position
+        if acked != self._saved_position and time.monotonic() - self._last_save >= SAVE_INTERVAL:
+            self._save(acked)
         self.source.tick(checkpointer.idle)
         self._update_metrics()
 
@@ -186,12 +198,26 @@ class Pipeline:
         metrics.in_flight.set(self.checkpointer.in_flight)
 
     def _while_blocked(self) -> None:
-        """Called by the sink while its queue is full: keep the source's server happy."""
+        """Called by the sink while it waits for the broker: keep the source's server happy.
+
+        Also gives up the wait when the pipeline is told to stop (outside the
+        drain): with message.timeout.ms=0 the queue never empties while the
+        broker is away, and SIGTERM must still end the process.
+        """
         self.last_loop = time.monotonic()  # waiting for the broker is not a stall
+        if not self._draining and self._stop is not None and self._stop.is_set():
+            raise _Stopped()
+        if self._source_lost:
+            return
         moved = self.checkpointer.advance()
         if moved is not None:
             self.source.ack(moved)
-        self.source.tick(False)
+        try:
+            self.source.tick(False)
+        except SourceError:
+            self._source_lost = True
+            if not self._draining:
+                raise
 
     def _save(self, position: Any) -> None:
         if position == self._saved_position:
@@ -205,6 +231,7 @@ class Pipeline:
 
     def _drain(self) -> None:
         """Wait for in-flight events, checkpoint what the broker acknowledged, close."""
+        self._draining = True
         try:
             left = self.sink.flush(self.flush_timeout)
             if left:
@@ -277,6 +304,7 @@ class Pipeline:
         headers: list[tuple[str, str | bytes | None]],
         txn: Txn,
     ) -> None:
-        txn.pending += 1
         self.sink.send(topic, key, value, headers, txn.on_delivery)
+        # Counted once handed over: reports only arrive from poll(), on this thread.
+        txn.pending += 1
         self.counts[1] += 1

@@ -3,8 +3,8 @@
 Each pipeline runs on its own thread. SIGTERM/SIGINT set the stop flag: every
 pipeline finishes its current burst, waits for the broker to acknowledge what
 is in flight, checkpoints and closes. A pipeline whose source connection is
-lost reconnects with backoff; one that fails otherwise stops the others the
-same way, and the process exits non-zero.
+lost (ConnectionLost) reconnects with backoff; one that fails otherwise stops
+the others the same way, and the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from .chain import LoadedMapper, MapperChain, import_object, instantiate
 from .config import Config, MapperConfig, PipelineConfig, PostgresSourceConfig
-from .errors import CdcError, ConfigError, DecodeError, SourceError
+from .errors import CdcError, ConfigError, ConnectionLost, SlotInUse
 from .metrics import PipelineMetrics, serve
 from .offsets import FileOffsetStore
 from .pipeline import Pipeline
@@ -66,7 +66,7 @@ def _load_mapper(m: MapperConfig, where: str, p: PipelineConfig, builtin: Any) -
         obj = import_object(m.path, f"{where}.path")
         return instantiate(obj, dict(m.options), m.name or m.path, where)
     obj = builtin(m.type, where)
-    options = {**dict(m.options), "_sink": p.sink, "_type": m.type}
+    options = {**dict(m.options), "_sink": p.sink, "_type": m.type, "_pipeline": p.name}
     return instantiate(obj, options, m.name or m.type, where)
 
 
@@ -140,16 +140,20 @@ class Runtime:
         process restart would.
         """
         backoff = RETRY_MIN
+        reconnecting = False
         while True:
             pipeline = self.pipelines[index]
             started = time.monotonic()
             try:
                 pipeline.run(self.stop)
                 return
-            except SourceError as e:
-                if isinstance(e, DecodeError) or self.stop.is_set():
+            except (ConnectionLost, SlotInUse) as e:
+                # A slot still held right after we lost our connection is most
+                # likely held by our own dying walsender: worth waiting for.
+                if self.stop.is_set() or (isinstance(e, SlotInUse) and not reconnecting):
                     self._fail(pipeline, e)
                     return
+                reconnecting = True
                 pipeline.metrics.error(type(e).__name__)
                 if time.monotonic() - started > RETRY_MAX:
                     backoff = RETRY_MIN  # it ran fine for a while: start over

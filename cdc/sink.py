@@ -28,7 +28,6 @@ class KafkaSink:
         self._producer: Producer | None = None  # created lazily: no network I/O in __init__
         self.wait_hook = wait_hook
         self.fatal: KafkaError | None = None
-        self.blocked_seconds = 0.0
 
     def _error_cb(self, err: KafkaError) -> None:
         if err.fatal():
@@ -67,7 +66,6 @@ class KafkaSink:
         except KafkaException as e:
             raise SinkError(f"cannot produce to {topic!r}: {e}") from e
         # The local queue is full: wait for deliveries, keep the source alive.
-        started = time.monotonic()
         while True:
             producer.poll(0.05)
             if self.fatal is not None:
@@ -81,7 +79,6 @@ class KafkaSink:
                 continue
             except KafkaException as e:
                 raise SinkError(f"cannot produce to {topic!r}: {e}") from e
-        self.blocked_seconds += time.monotonic() - started
 
     def poll(self, timeout: float = 0.0) -> int:
         if self._producer is None:

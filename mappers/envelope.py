@@ -18,11 +18,12 @@ class EnvelopeMapper:
     def __init__(self, options: dict[str, Any]):
         sink = options.pop("_sink", None)
         name = options.pop("_type", "debezium")
+        pipeline = options.pop("_pipeline", "cdc")
         self.topic: str | None = options.pop("topic", None)
-        defaults: dict[str, Any] = {}
+        defaults: dict[str, Any] = {"server_name": pipeline}
         if sink is not None:
-            defaults = {"decimal": sink.decimal, "tombstones": sink.tombstones,
-                        "truncate": sink.truncate}
+            defaults.update(decimal=sink.decimal, tombstones=sink.tombstones,
+                            truncate=sink.truncate)
         defaults.update(options)
         self._format = make_format(name, **defaults)
 

@@ -39,11 +39,11 @@ from typing import Any, NamedTuple
 from cdc.errors import DecodeError
 from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit
 
+from .lsn import PG_EPOCH_OFFSET_US, format_lsn
 from .spill import SpillBuffer
 from .types import Converter, converter_for, type_name
 
 # PostgreSQL timestamps count microseconds from 2000-01-01; ours from 1970-01-01.
-PG_EPOCH_OFFSET_US = 946_684_800 * 1_000_000
 
 # A buffered message costs more memory than its payload (tuple, bytes header,
 # ints); counted so the spill threshold tracks real memory, not just payload.
@@ -291,7 +291,9 @@ class PgoutputDecoder:
             raise ValueError("Commit without Begin")
         _flags, commit_lsn, end_lsn, ts = _COMMIT.unpack_from(buf, 1)
         if commit_lsn != txn.position:
-            raise ValueError(f"commit LSN {_lsn(commit_lsn)} != Begin's {_lsn(txn.position)}")
+            raise ValueError(
+                f"commit LSN {format_lsn(commit_lsn)} != Begin's {format_lsn(txn.position)}"
+            )
         self._txn = None
         self._last_commit = commit_lsn
         return (Commit(end_lsn, txn.xid, ts + PG_EPOCH_OFFSET_US),)
@@ -598,11 +600,7 @@ def _expect_end(buf: bytes, pos: int) -> None:
         raise ValueError(f"message length {len(buf)}, expected {pos}")
 
 
-def _lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-
-
 def _decode_error(payload: bytes, lsn: int, exc: BaseException) -> DecodeError:
     name = _MESSAGE_NAMES.get(payload[0], "unknown") if payload else "empty"
     detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-    return DecodeError(f"pgoutput {name} message at LSN {_lsn(lsn)}: {detail}")
+    return DecodeError(f"pgoutput {name} message at LSN {format_lsn(lsn)}: {detail}")

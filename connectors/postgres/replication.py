@@ -3,7 +3,7 @@
 `ReplicationStream` owns one walsender connection: it starts logical
 replication, hands out the XLogData payloads, answers keepalives and sends
 standby status updates. It knows nothing of pgoutput; the source decides what
-LSN is safe to confirm and calls `confirm()`.
+LSN is safe to confirm and passes it to `send_status()`.
 """
 
 from __future__ import annotations
@@ -16,27 +16,13 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import pq
 
-from cdc.errors import SourceError
+from cdc.errors import CdcError, ConnectionLost, SlotInUse, SourceError, SourceSetupError
 
-# Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
-PG_EPOCH_OFFSET_US = 946_684_800_000_000
+from .lsn import format_lsn, now_pg_us, parse_lsn
 
 _XLOGDATA_HEADER = struct.Struct("!QQq")  # wal start, wal end, server time
 _KEEPALIVE = struct.Struct("!Qq?")  # wal end, server time, reply requested
 _STATUS = struct.Struct("!cQQQq?")  # 'r', written, flushed, applied, client time, reply
-
-
-def format_lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-
-
-def parse_lsn(text: str) -> int:
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def now_pg_us() -> int:
-    return int(time.time() * 1_000_000) - PG_EPOCH_OFFSET_US
 
 
 # GUCs of the walsender session: pgoutput formats values with the session's
@@ -47,7 +33,23 @@ SESSION_OPTIONS = (
 )
 
 
-def _quote_ident(name: str) -> str:
+# SQLSTATE classes of errors that a new connection may not see again:
+# connection exceptions, operator intervention (shutdown, "cannot connect now").
+_TRANSIENT_SQLSTATE = ("08", "57")
+
+
+def classify(e: psycopg.Error, what: str) -> CdcError:
+    """A psycopg error as ConnectionLost (worth a retry) or SourceSetupError (needs a fix)."""
+    text = f"{what}: {str(e).strip()}"
+    state = e.sqlstate
+    if isinstance(e, psycopg.OperationalError) and (
+        state is None or state.startswith(_TRANSIENT_SQLSTATE)
+    ):
+        return ConnectionLost(text)
+    return SourceSetupError(text)
+
+
+def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -63,7 +65,6 @@ class ReplicationStream:
         self._application_name = application_name
         self._conn: psycopg.Connection | None = None
         self._pgconn: pq.abc.PGconn | None = None
-        self.received_lsn = 0  # highest wal end seen in XLogData or keepalives
         self.keepalive_lsn = 0  # wal end of the last keepalive (what the server has sent)
         self.reply_requested = False
         self.last_status = 0.0
@@ -81,8 +82,8 @@ class ReplicationStream:
                 options=SESSION_OPTIONS,
                 application_name=self._application_name,
             )
-        except psycopg.OperationalError as e:
-            raise SourceError(f"cannot open a replication connection: {e}".strip()) from e
+        except psycopg.Error as e:
+            raise classify(e, "cannot open a replication connection") from e
         self._pgconn = self._conn.pgconn
 
     def command(self, sql: str) -> list[tuple[str | None, ...]]:
@@ -90,8 +91,7 @@ class ReplicationStream:
         pgconn = self._require()
         res = pgconn.exec_(sql.encode())
         if res.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-            msg = (res.error_message or pgconn.error_message).decode(errors="replace").strip()
-            raise SourceError(f"{sql.split('(')[0].strip()} failed: {msg}")
+            raise self._failure(res, sql.split("(")[0].strip())
         rows = []
         for r in range(res.ntuples):
             row = []
@@ -108,22 +108,19 @@ class ReplicationStream:
         its next command.
         """
         mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
-        rows = self.command(f"CREATE_REPLICATION_SLOT {_quote_ident(slot)} LOGICAL pgoutput {mode}")
+        rows = self.command(f"CREATE_REPLICATION_SLOT {quote_ident(slot)} LOGICAL pgoutput {mode}")
         return parse_lsn(rows[0][1] or "0/0"), rows[0][2]
 
     def start(self, slot: str, start_lsn: int, options: dict[str, str]) -> None:
-        opts = ", ".join(f"{_quote_ident(k)} {_quote_literal(v)}" for k, v in options.items())
+        opts = ", ".join(f"{quote_ident(k)} {_quote_literal(v)}" for k, v in options.items())
         sql = (
-            f"START_REPLICATION SLOT {_quote_ident(slot)} LOGICAL {format_lsn(start_lsn)} ({opts})"
+            f"START_REPLICATION SLOT {quote_ident(slot)} LOGICAL {format_lsn(start_lsn)} ({opts})"
         )
         pgconn = self._require()
         pgconn.send_query(sql.encode())
         res = pgconn.get_result()
         if res is None or res.status != pq.ExecStatus.COPY_BOTH:
-            err = (res.error_message if res is not None else b"") or pgconn.error_message
-            raise SourceError(
-                f"START_REPLICATION failed: {err.decode(errors='replace').strip()}"
-            )
+            raise self._failure(res, "START_REPLICATION")
         pgconn.nonblocking = 1
         self._confirmed = start_lsn
         self.streaming = True
@@ -142,6 +139,18 @@ class ReplicationStream:
             raise SourceError("replication connection is not open")
         return self._pgconn
 
+    def _failure(self, res: pq.abc.PGresult | None, what: str) -> CdcError:
+        """The error for a failed command: lost connection, slot in use, or a setup problem."""
+        pgconn = self._require()
+        raw = (res.error_message if res is not None else b"") or pgconn.error_message
+        text = f"{what} failed: {raw.decode(errors='replace').strip()}"
+        state = res.error_field(pq.DiagnosticField.SQLSTATE) if res is not None else None
+        if pgconn.status == pq.ConnStatus.BAD or (state or b"").startswith((b"08", b"57")):
+            return ConnectionLost(text)
+        if state == b"55006":  # object_in_use: another walsender holds the slot
+            return SlotInUse(text)
+        return SourceSetupError(text)
+
     # -- streaming ------------------------------------------------------------------
 
     def messages(self, timeout: float, limit: int = 2000) -> Iterator[tuple[int, memoryview]]:
@@ -159,20 +168,16 @@ class ReplicationStream:
             try:
                 nbytes, data = get(1)
             except psycopg.Error as e:
-                raise SourceError(f"replication connection lost: {str(e).strip()}") from e
+                raise ConnectionLost(f"replication connection lost: {str(e).strip()}") from e
             if nbytes > 0:
                 kind = data[0]
                 if kind == 0x77:  # 'w' XLogData
                     wal_start, wal_end, _ = header(data, 1)
-                    if wal_end > self.received_lsn:
-                        self.received_lsn = wal_end
                     count += 1
                     yield wal_start, memoryview(data)[25:]
                 elif kind == 0x6B:  # 'k' primary keepalive
                     wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.keepalive_lsn = wal_end
-                    if wal_end > self.received_lsn:
-                        self.received_lsn = wal_end
                     if reply:
                         self.reply_requested = True
                         return  # let the caller answer now
@@ -186,8 +191,8 @@ class ReplicationStream:
             if nbytes == -1:
                 res = pgconn.get_result()
                 msg = res.error_message.decode(errors="replace").strip() if res else ""
-                raise SourceError(f"replication stream ended by the server {msg}".strip())
-            raise SourceError(
+                raise ConnectionLost(f"replication stream ended by the server {msg}".strip())
+            raise ConnectionLost(
                 "replication connection failed: "
                 + pgconn.error_message.decode(errors="replace").strip()
             )
@@ -201,7 +206,7 @@ class ReplicationStream:
         try:
             pgconn.consume_input()
         except psycopg.OperationalError as e:
-            raise SourceError(f"replication connection lost: {str(e).strip()}") from e
+            raise ConnectionLost(f"replication connection lost: {str(e).strip()}") from e
 
     def send_status(self, flush_lsn: int, reply: bool = False) -> None:
         """Report `flush_lsn` as written, flushed and applied.
@@ -214,14 +219,12 @@ class ReplicationStream:
             flush_lsn = self._confirmed  # never move backwards
         msg = _STATUS.pack(b"r", flush_lsn, flush_lsn, flush_lsn, now_pg_us(), reply)
         try:
-            if pgconn.put_copy_data(msg) != 1:
-                raise SourceError(
-                    "cannot send standby status: "
-                    + pgconn.error_message.decode(errors="replace").strip()
-                )
+            # 0: the send buffer is full (non-blocking mode): flush, then retry.
+            while pgconn.put_copy_data(msg) == 0:
+                self._flush(pgconn)
             self._flush(pgconn)
         except psycopg.Error as e:
-            raise SourceError(f"cannot send standby status: {str(e).strip()}") from e
+            raise ConnectionLost(f"cannot send standby status: {str(e).strip()}") from e
         self._confirmed = flush_lsn
         self.reply_requested = False
         self.last_status = time.monotonic()
@@ -235,7 +238,7 @@ class ReplicationStream:
             if state == 0:
                 return
             if state < 0 or time.monotonic() > deadline:
-                raise SourceError(
+                raise ConnectionLost(
                     "cannot send standby status: "
                     + pgconn.error_message.decode(errors="replace").strip()
                 )

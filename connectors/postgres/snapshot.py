@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
-from cdc.errors import SourceError
 from cdc.model import READ, Change
 
+from .replication import classify, quote_ident
 from .types import converter_for, type_name
 
 CHUNK = 1 << 16  # bytes asked of COPY per read
@@ -64,6 +64,15 @@ def unescape_copy(field: bytes) -> bytes:
     return bytes(out)
 
 
+class PublishedTable(NamedTuple):
+    """A table as its publication publishes it."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...] | None = None  # the publication's column list (None: all)
+    rowfilter: str | None = None  # the publication's row filter, an SQL expression
+
+
 class TableSnapshot:
     """Reads tables in one REPEATABLE READ transaction and yields READ changes."""
 
@@ -71,7 +80,7 @@ class TableSnapshot:
         self,
         dsn: str,
         database: str,
-        tables: list[tuple[str, str]],
+        tables: list[PublishedTable],
         position: int,
         snapshot_name: str | None,
         base_type: Callable[[int], int | None] | None = None,
@@ -81,43 +90,50 @@ class TableSnapshot:
         self.tables = tables
         self.position = position
         self.commit_ts = int(time.time() * 1_000_000)
-        self._conn = psycopg.Connection.connect(dsn, autocommit=False)
-        self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        if snapshot_name is not None:
-            # Must run before the replication connection issues another command.
-            self._conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_name}'")
-        # Values in the text forms the converters expect (as on the stream).
-        for setting, value in (("DateStyle", "ISO"), ("IntervalStyle", "postgres"),
-                               ("TimeZone", "UTC"), ("extra_float_digits", "3"),
-                               ("bytea_output", "hex")):  # fmt: skip
-            self._conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
         self.rows_read = 0
+        try:
+            self._conn = psycopg.Connection.connect(dsn, autocommit=False)
+            self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if snapshot_name is not None:
+                # Must run before the replication connection issues another command.
+                self._conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_name}'")
+            # Values in the text forms the converters expect (as on the stream).
+            for setting, value in (("DateStyle", "ISO"), ("IntervalStyle", "postgres"),
+                                   ("TimeZone", "UTC"), ("extra_float_digits", "3"),
+                                   ("bytea_output", "hex")):  # fmt: skip
+                self._conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+        except psycopg.Error as e:
+            raise classify(e, "cannot start the snapshot") from e
 
     def changes(self) -> Iterator[Change]:
         index = 0
         try:
-            for schema, table in self.tables:
-                for change in self._table(schema, table, index):
+            for published in self.tables:
+                for change in self._table(published, index):
                     index += 1
                     yield change
         except psycopg.Error as e:
-            raise SourceError(f"snapshot failed: {str(e).strip()}") from e
+            raise classify(e, "snapshot failed") from e
         finally:
             self.close()
         self.rows_read = index
 
-    def _table(self, schema: str, table: str, first_index: int) -> Iterator[Change]:
+    def _table(self, published: PublishedTable, first_index: int) -> Iterator[Change]:
         conn = self._conn
+        schema, table = published.schema, published.table
+        # Generated columns are not published (pgoutput leaves them out).
         columns = conn.execute(
             """
             SELECT a.attname, a.atttypid, a.atttypmod, t.typname, t.typtype
             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
             WHERE a.attrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass
-              AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
             ORDER BY a.attnum
             """,
             (schema, table),
         ).fetchall()
+        if published.columns is not None:
+            columns = [c for c in columns if c[0] in published.columns]
         index_columns = conn.execute(
             """
             SELECT i.indisprimary, a.attname FROM pg_index i
@@ -141,8 +157,12 @@ class TableSnapshot:
         column_types = {name: type_name(oid, custom, mod) for name, oid, mod in resolved}
         source = {"last_commit_lsn": None}
         fields = list(zip(names, converters, strict=True))
-        select = ", ".join(_ident(n) for n in names)
-        sql = f"COPY (SELECT {select} FROM {_ident(schema)}.{_ident(table)}) TO STDOUT"
+        select = ", ".join(quote_ident(n) for n in names)
+        where = f" WHERE {published.rowfilter}" if published.rowfilter else ""
+        sql = (
+            f"COPY (SELECT {select} FROM {quote_ident(schema)}.{quote_ident(table)}{where}) "
+            "TO STDOUT"
+        )
         index = first_index
         with conn.cursor().copy(sql) as copy:
             for line in _lines(copy):
@@ -183,7 +203,3 @@ def _lines(copy: psycopg.Copy) -> Iterator[bytes]:
         yield from lines
     if rest:
         yield rest
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -20,12 +20,13 @@ from typing import Any
 import psycopg
 
 from cdc.config import PostgresSourceConfig
-from cdc.errors import PositionLostError, SourceError, SourceSetupError
+from cdc.errors import PositionLostError, SlotInUse, SourceError, SourceSetupError
 from cdc.model import MESSAGE, Change, Commit
 
+from .lsn import format_lsn, parse_lsn
 from .pgoutput import PgoutputDecoder
-from .replication import ReplicationStream, format_lsn, parse_lsn
-from .snapshot import TableSnapshot
+from .replication import ReplicationStream, classify, quote_ident
+from .snapshot import PublishedTable, TableSnapshot
 from .spill import remove_stale
 
 log = logging.getLogger("cdc.postgres")
@@ -78,21 +79,29 @@ class PostgresSource:
 
     def open(self, stored_position: Any | None) -> None:
         cfg = self.config
+        snapshot_only = cfg.snapshot == "initial_only"
+        owed = self._snapshot_owed(stored_position)
         try:
-            conn = psycopg.Connection.connect(cfg.dsn, autocommit=True)
-        except psycopg.OperationalError as e:
-            raise SourceError(f"cannot connect to PostgreSQL: {str(e).strip()}") from e
-        with conn:
-            self.database = conn.info.dbname
-            server_version = conn.info.server_version
-            self._check_server(conn)
-            tables = self._check_tables(conn)
-            self._ensure_publication(conn, tables)
-            slot_lsn = self._check_slot(conn, stored_position)
-            snapshot_tables = self._published_tables(conn) if self._snapshot_owed(
-                stored_position
-            ) else None
+            with psycopg.Connection.connect(cfg.dsn, autocommit=True) as conn:
+                self.database = conn.info.dbname
+                server_version = conn.info.server_version
+                self._check_server(conn)
+                tables = self._check_tables(conn)
+                self._ensure_publication(conn, tables)
+                snapshot_tables = self._published_tables(conn, server_version) if owed else None
+                if snapshot_only:
+                    # No slot: nothing streams after the snapshot, and a slot
+                    # left behind would pin WAL forever.
+                    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                    slot_lsn: int | None = parse_lsn(row[0]) if row else 0
+                else:
+                    slot_lsn = self._check_slot(conn, stored_position)
+        except psycopg.Error as e:
+            raise classify(e, "cannot check the database") from e
         self.proto_version = _proto_version(server_version)
+        if snapshot_only:
+            self._snapshot_only(snapshot_tables, slot_lsn or 0)
+            return
         self._decoder = PgoutputDecoder(
             self.database,
             spill_dir=cfg.spill_dir,
@@ -110,19 +119,10 @@ class PostgresSource:
             log.info("created replication slot %s at %s", cfg.slot, format_lsn(slot_lsn))
         if snapshot_tables is not None:
             # Imported before the replication connection runs another command.
-            self._snapshot = TableSnapshot(
-                cfg.dsn, self.database, snapshot_tables, slot_lsn, snapshot_name,
-                base_type=self._domain_base_type,
-            )
-            self._snapshot_rows = self._snapshot.changes()
-            self._snapshot_position = slot_lsn
-            log.info(
-                "snapshot of %d table(s) at %s (%s)", len(snapshot_tables), format_lsn(slot_lsn),
-                "exported by the new slot" if snapshot_name else "slot existed: may overlap",
-            )
+            self._begin_snapshot(snapshot_tables, slot_lsn, snapshot_name)
         options = {
             "proto_version": str(self.proto_version),
-            "publication_names": '"' + cfg.publication.replace('"', '""') + '"',
+            "publication_names": quote_ident(cfg.publication),
             "messages": "true",
         }
         if cfg.streaming and self.proto_version >= 2:
@@ -130,6 +130,29 @@ class PostgresSource:
         self._options = options
         if self._snapshot is None:
             self._start_streaming()
+
+    def _begin_snapshot(
+        self, tables: list[PublishedTable], position: int, snapshot_name: str | None
+    ) -> None:
+        self._snapshot = TableSnapshot(
+            self.config.dsn, self.database, tables, position, snapshot_name,
+            base_type=self._domain_base_type,
+        )
+        self._snapshot_rows = self._snapshot.changes()
+        self._snapshot_position = position
+        how = (
+            "exported by the new slot" if snapshot_name
+            else "no slot: snapshot only" if self.config.snapshot == "initial_only"
+            else "the slot existed: changes may arrive twice"
+        )
+        log.info("snapshot of %d table(s) at %s (%s)", len(tables), format_lsn(position), how)
+
+    def _snapshot_only(self, tables: list[PublishedTable] | None, position: int) -> None:
+        if tables is None:
+            log.info("snapshot already complete (snapshot: initial_only): nothing to do")
+            self.finished = True
+            return
+        self._begin_snapshot(tables, position, None)
 
     def _start_streaming(self) -> None:
         cfg = self.config
@@ -167,13 +190,22 @@ class PostgresSource:
             return False
         return not (stored and stored.get("snapshot_complete"))
 
-    def _published_tables(self, conn: psycopg.Connection) -> list[tuple[str, str]]:
+    def _published_tables(
+        self, conn: psycopg.Connection, server_version: int
+    ) -> list[PublishedTable]:
+        """The tables the snapshot reads, with the publication's column lists and row
+        filters (PostgreSQL 15+), so snapshot rows have the shape streamed rows have."""
+        extra = ", attnames::text[], rowfilter" if server_version >= 150000 else ", NULL, NULL"
         rows = conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
-            "ORDER BY 1, 2",
+            f"SELECT schemaname, tablename{extra} FROM pg_publication_tables "
+            "WHERE pubname = %s ORDER BY 1, 2",
             (self.config.publication,),
         ).fetchall()
-        return [(s, t) for s, t in rows if f"{s}.{t}" not in self._excluded]
+        return [
+            PublishedTable(s, t, tuple(cols) if cols is not None else None, rowfilter)
+            for s, t, cols, rowfilter in rows
+            if f"{s}.{t}" not in self._excluded
+        ]
 
     def _check_server(self, conn: psycopg.Connection) -> None:
         def show(name: str) -> str:
@@ -263,15 +295,16 @@ class PostgresSource:
         row = conn.execute(
             "SELECT puballtables FROM pg_publication WHERE pubname = %s", (pub,)
         ).fetchone()
-        targets = ", ".join(f"{_ident(s)}.{_ident(t)}" for s, t in tables or [])
+        targets = ", ".join(f"{quote_ident(s)}.{quote_ident(t)}" for s, t in tables or [])
         if row is None:
             if not cfg.create:
                 raise SourceSetupError(
                     f"publication {pub!r} does not exist: create it "
-                    f"(CREATE PUBLICATION {_ident(pub)} FOR TABLE ...) or set source.create: true"
+                    f"(CREATE PUBLICATION {quote_ident(pub)} FOR TABLE ...) "
+                    "or set source.create: true"
                 )
             what = f"FOR TABLE {targets}" if tables is not None else "FOR ALL TABLES"
-            conn.execute(f"CREATE PUBLICATION {_ident(pub)} {what}")
+            conn.execute(f"CREATE PUBLICATION {quote_ident(pub)} {what}")
             log.info("created publication %s %s", pub, what)
             return
         if row[0] or tables is None:
@@ -291,13 +324,14 @@ class PostgresSource:
         missing = [(s, t) for s, t in tables if (s, t) not in covered]
         if not missing:
             return
-        names = ", ".join(f"{_ident(s)}.{_ident(t)}" for s, t in missing)
+        names = ", ".join(f"{quote_ident(s)}.{quote_ident(t)}" for s, t in missing)
         if not cfg.create:
             raise SourceSetupError(
                 f"publication {pub!r} does not cover {names}: run "
-                f"ALTER PUBLICATION {_ident(pub)} ADD TABLE {names}; or set source.create: true"
+                f"ALTER PUBLICATION {quote_ident(pub)} ADD TABLE {names}; "
+                "or set source.create: true"
             )
-        conn.execute(f"ALTER PUBLICATION {_ident(pub)} ADD TABLE {names}")
+        conn.execute(f"ALTER PUBLICATION {quote_ident(pub)} ADD TABLE {names}")
         log.info("added %s to publication %s", names, pub)
 
     def _check_slot(self, conn: psycopg.Connection, stored: Any | None) -> int | None:
@@ -347,7 +381,7 @@ class PostgresSource:
         if active_pid is not None:
             active_pid = self._wait_slot_released(conn, active_pid)
         if active_pid is not None:
-            raise SourceSetupError(
+            raise SlotInUse(
                 f"replication slot {cfg.slot!r} is in use by another process (pid "
                 f"{active_pid}): stop the other consumer or choose another source.slot"
             )
@@ -432,7 +466,11 @@ class PostgresSource:
             self._heartbeat()
 
     def _primary_key(self, schema: str, table: str) -> tuple[str, ...] | None:
-        """Primary key columns of a table, for Relations that flag every column as key."""
+        """Primary key columns of a table, for Relations that flag every column as key.
+
+        Reads today's catalog for WAL that may be older: if the table is gone or
+        renamed, None makes the decoder fall back to the Relation's key flags.
+        """
         try:
             conn = self._catalog()
             rows = conn.execute(
@@ -445,8 +483,14 @@ class PostgresSource:
                 """,
                 (schema, table),
             ).fetchall()
+        except psycopg.OperationalError as e:
+            raise classify(e, f"cannot read the primary key of {schema}.{table}") from e
         except psycopg.Error as e:
-            raise SourceError(f"cannot read the primary key of {schema}.{table}: {e}") from e
+            log.warning(
+                "primary key of %s.%s unknown (%s): keying by the replica identity",
+                schema, table, str(e).strip(),
+            )
+            return None
         return tuple(r[0] for r in rows) or None
 
     def _domain_base_type(self, oid: int) -> int | None:
@@ -464,8 +508,11 @@ class PostgresSource:
                 """,
                 (oid,),
             ).fetchone()
+        except psycopg.OperationalError as e:
+            raise classify(e, f"cannot look up type {oid}") from e
         except psycopg.Error as e:
-            raise SourceError(f"cannot look up type {oid}: {str(e).strip()}") from e
+            log.warning("type %d unknown (%s): its values pass as text", oid, str(e).strip())
+            return None
         return int(row[0]) if row and row[0] != oid else None
 
     def _catalog(self) -> psycopg.Connection:
@@ -488,6 +535,9 @@ class PostgresSource:
 
     def position_to_store(self, position: Any) -> dict[str, Any]:
         snapshot_done = self._snapshot_position is None or position >= self._snapshot_position
+        if self.config.snapshot == "initial_only":  # no slot, so no "lsn" to resume from
+            return {"source": "postgres", "database": self.database,
+                    "snapshot_lsn": format_lsn(position), "snapshot_complete": snapshot_done}
         return {
             "source": "postgres",
             "database": self.database,
@@ -512,9 +562,7 @@ class PostgresSource:
         self._stream.close()
         if self._conn is not None:
             self._conn.close()
-        if self._decoder is not None and hasattr(self._decoder, "close"):
+        if self._decoder is not None:
             self._decoder.close()
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

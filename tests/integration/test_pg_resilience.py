@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from connectors.postgres.replication import format_lsn, parse_lsn
+from connectors.postgres.lsn import format_lsn, parse_lsn
 from tests.integration.pipeline_helpers import event_id, pipeline_name, value_of, write_config
 from tests.integration.services import (
     DatabaseDsn,

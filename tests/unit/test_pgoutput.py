@@ -14,7 +14,8 @@ import pytest
 
 from cdc.errors import DecodeError
 from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit, Interval
-from connectors.postgres.pgoutput import PG_EPOCH_OFFSET_US, PgoutputDecoder
+from connectors.postgres.lsn import PG_EPOCH_OFFSET_US
+from connectors.postgres.pgoutput import PgoutputDecoder
 
 # --- message builders (protocol: "Logical Replication Message Formats") -------
 
