@@ -716,3 +716,66 @@ def test_postgres_restart_mid_stream_reconnects_and_loses_nothing(
     assert "reconnecting in" in log
     assert log.count("streaming slot") >= 2
     assert stop_daemon(proc) == 0
+
+
+def test_sigterm_while_the_broker_is_away_exits_and_loses_nothing(
+    pg_server: PostgresServer,
+    items_db: DatabaseDsn,
+    kafka_broker: KafkaBroker,
+    cdc_daemon: Daemon,
+    tmp_path: Path,
+):
+    """A full producer queue with the broker gone must not make SIGTERM hang."""
+    config = write_config(
+        tmp_path,
+        items_db,
+        kafka_broker.bootstrap,
+        source={"tables": ["public.items"]},
+        sink={"flush_timeout": "2s", "properties": {"queue.buffering.max.messages": "20"}},
+    )
+    proc = cdc_daemon(config)
+    wait_streaming(proc)
+    with kafka_broker.frozen_for():
+        pg_server.execute(
+            "INSERT INTO items (id) SELECT g FROM generate_series(1, 300) g", dbname=items_db.name
+        )
+        time.sleep(2)  # the daemon is now blocked on the full queue
+        started = time.monotonic()
+        assert stop_daemon(proc, timeout=20) == 0
+        assert time.monotonic() - started < 15
+    assert "still unacknowledged" in daemon_log(proc)
+    # Nothing was confirmed past the blocked transaction: a restart delivers it whole.
+    proc = cdc_daemon(config)
+    messages = read_topic(kafka_broker.bootstrap, topic_of(items_db), expect=300, timeout=60)
+    assert {value_of(m)["after"]["id"] for m in messages if m.value()} == set(range(1, 301))
+    assert stop_daemon(proc) == 0
+
+
+def test_a_setup_error_found_while_running_is_not_retried(
+    pg_server: PostgresServer,
+    items_db: DatabaseDsn,
+    kafka_broker: KafkaBroker,
+    cdc_daemon: Daemon,
+    tmp_path: Path,
+):
+    """Only lost connections are retried: a permission problem stops with exit 3."""
+    role = f"r_{items_db.name[-12:]}"
+    pg_server.execute(f"CREATE ROLE {role} LOGIN REPLICATION")
+    pg_server.execute(f"GRANT CREATE ON DATABASE {items_db.name} TO {role}")
+    pg_server.execute(f"ALTER TABLE items OWNER TO {role}", dbname=items_db.name)
+    pg_server.execute("INSERT INTO items (id) VALUES (1)", dbname=items_db.name)
+    pg_server.execute(f"REVOKE SELECT ON items FROM {role}", dbname=items_db.name)
+    config = write_config(
+        tmp_path,
+        pg_server.dsn(items_db.name, user=role),
+        kafka_broker.bootstrap,
+        source={"tables": ["public.items"], "snapshot": "initial"},
+    )
+    proc = cdc_daemon(config)
+    try:
+        assert proc.wait(30) == 3
+    finally:
+        pg_server.execute("ALTER TABLE items OWNER TO postgres", dbname=items_db.name)
+    log = daemon_log(proc)
+    assert "permission denied" in log
+    assert "reconnecting in" not in log

@@ -96,6 +96,14 @@ def test_snapshot_modes_and_completion_is_remembered(tmp_path, pg_db, kafka_brok
     assert all(value_of(m)["op"] == "r" for m in rows)
     offsets = json.loads((tmp_path / f"{pipeline_name(only)}.offsets").read_text())
     assert offsets["snapshot_complete"] is True
+    assert "lsn" not in offsets  # no slot to resume from
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        slots = conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall()
+    assert (f"cdc_{pipeline_name(only)}",) not in slots, "a snapshot-only run left a slot"
+    # A second run owes nothing: it exits at once without reading again.
+    proc = run_daemon(str(only), log_path=tmp_path / "only-2.log")
+    assert proc.wait(30) == 0
+    assert "snapshot already complete" in (tmp_path / "only-2.log").read_text()
 
     # initial, restarted after completion: the snapshot is not taken twice
     initial = write_config(tmp_path, pg_db, bootstrap, source={"snapshot": "initial"},
@@ -114,3 +122,33 @@ def test_snapshot_modes_and_completion_is_remembered(tmp_path, pg_db, kafka_brok
     ops = sorted((value_of(m)["op"], key_of(m)["id"]) for m in messages)
     assert ops[0] == ("c", 20002)
     assert [op for op, _ in ops[1:]] == ["r"] * 12001
+
+
+def test_snapshot_publishes_what_the_publication_publishes(tmp_path, pg_db, kafka_broker):
+    """Column lists, row filters and generated columns shape snapshot rows like streamed ones."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE acct (id int PRIMARY KEY, public bool, secret text,"
+            " dbl int GENERATED ALWAYS AS (id * 2) STORED)"
+        )
+        conn.execute(
+            "INSERT INTO acct (id, public, secret) VALUES (1, true, 's1'), (2, false, 's2')"
+        )
+        conn.execute("CREATE PUBLICATION pub_acct FOR TABLE acct (id, public) WHERE (public)")
+    config = write_config(
+        tmp_path, pg_db, kafka_broker.bootstrap,
+        source={"snapshot": "initial", "publication": "pub_acct", "tables": ["public.acct"]},
+        sink={"format": "json", "topic": "{pipeline}.{table}"},
+    )
+    topic = f"{pipeline_name(config)}.acct"
+    with run_pipeline(config):
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO acct (id, public, secret) VALUES (3, true, 's3'), (4, false, 's4')"
+            )
+        messages = wait_for_events(kafka_broker.bootstrap, topic, 2, settle=1.0)
+    rows = sorted((value_of(m)["op"], value_of(m)["after"]) for m in messages)
+    assert rows == [
+        ("insert", {"id": 3, "public": True}),
+        ("read", {"id": 1, "public": True}),
+    ]
