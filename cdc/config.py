@@ -113,7 +113,7 @@ class PostgresSourceConfig:
     heartbeat_interval: float = 10.0
     status_interval: float = 10.0  # how often standby status is sent
     streaming: bool = True
-    spill_threshold: int = 64_000_000  # bytes of one transaction kept in memory
+    spill_threshold: int = 16_000_000  # bytes of streamed transactions kept in memory, all together
     spill_dir: str | None = None  # None: the system's temporary directory
 
     def redacted(self) -> str:

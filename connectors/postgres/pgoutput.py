@@ -40,7 +40,7 @@ from cdc.errors import DecodeError
 from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit
 
 from .lsn import PG_EPOCH_OFFSET_US, format_lsn
-from .spill import SpillBuffer
+from .spill import MemoryBudget, SpillBuffer
 from .types import Converter, converter_for, type_name
 
 # PostgreSQL timestamps count microseconds from 2000-01-01; ours from 1970-01-01.
@@ -181,7 +181,7 @@ class PgoutputDecoder:
         self,
         database: str,
         spill_dir: str | None = None,
-        spill_threshold: int = 64 * 1024 * 1024,
+        spill_threshold: int = 16_000_000,
         primary_key: Callable[[str, str], tuple[str, ...] | None] | None = None,
         base_type: Callable[[int], int | None] | None = None,
         spill_prefix: str = "cdc-stream-",
@@ -197,6 +197,8 @@ class PgoutputDecoder:
         self.spill_dir = spill_dir
         self.spill_threshold = spill_threshold
         self.spill_prefix = spill_prefix
+        # One limit for every open streamed transaction together.
+        self._budget = MemoryBudget(spill_threshold)
         self.relations: dict[int, Relation] = {}
         self._last_commit: int | None = None  # commit LSN of the previous transaction
         self.types: dict[int, str] = {}  # non-built-in type OID -> name, from Type messages
@@ -316,7 +318,9 @@ class PgoutputDecoder:
             stale = self._streams.pop(xid, None)
             if stale is not None:
                 stale.buffer.close()
-            buffer = SpillBuffer(self.spill_threshold, self.spill_dir, self.spill_prefix)
+            buffer = SpillBuffer(
+                self.spill_threshold, self.spill_dir, self.spill_prefix, self._budget
+            )
             self._streams[xid] = _StreamedTxn(buffer)
         elif xid not in self._streams:
             raise ValueError(f"continuation of streamed transaction {xid} whose start was missed")

@@ -52,13 +52,39 @@ def remove_stale(directory: str | None, prefix: str) -> list[str]:
     return removed
 
 
+class MemoryBudget:
+    """One memory limit shared by several SpillBuffers.
+
+    PostgreSQL may stream many large transactions at once; a limit per buffer
+    would let N of them hold N times the limit. Past the shared limit, the
+    buffer holding the most memory spills.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.buffers: set[SpillBuffer] = set()
+
+    def grew(self) -> None:
+        if self.used > self.limit and self.buffers:
+            largest = max(self.buffers, key=lambda b: b.memory_size)
+            if largest.memory_size:
+                largest._spill()
+
+
 class SpillBuffer:
     """An append-only, replay-once sequence of picklable items with bounded memory."""
 
     def __init__(
-        self, threshold: int, directory: str | None = None, prefix: str = "cdc-stream-"
+        self,
+        threshold: int,
+        directory: str | None = None,
+        prefix: str = "cdc-stream-",
+        budget: MemoryBudget | None = None,
     ) -> None:
-        self.threshold = threshold
+        # A buffer of its own has its own limit; a shared budget replaces it.
+        self.budget = budget if budget is not None else MemoryBudget(threshold)
+        self.budget.buffers.add(self)
         self.directory = directory
         self.prefix = prefix
         self.path: str | None = None  # the spill file, once there is one
@@ -87,8 +113,8 @@ class SpillBuffer:
             raise ValueError("append to a closed SpillBuffer")
         self._items.append(item)
         self._memory += size
-        if self._memory > self.threshold:
-            self._spill()
+        self.budget.used += size
+        self.budget.grew()
 
     def discard(self, predicate: Callable[[Any], bool]) -> None:
         """Drop the items still in memory for which `predicate` is true.
@@ -101,7 +127,9 @@ class SpillBuffer:
             return
         self._items = [item for item in self._items if not predicate(item)]
         # Sizes are not kept per item: scale the estimate by the share kept.
-        self._memory = self._memory * len(self._items) // before
+        kept = self._memory * len(self._items) // before
+        self.budget.used -= self._memory - kept
+        self._memory = kept
 
     def replay(self) -> Generator[Any, None, None]:
         """Yield every item in append order, then close the buffer.
@@ -118,6 +146,7 @@ class SpillBuffer:
                 for _ in range(self._chunks):
                     yield from pickle.load(self._file)
             items, self._items = self._items, []
+            self._release()
             yield from items
         finally:
             self.close()
@@ -126,7 +155,8 @@ class SpillBuffer:
         """Forget every item and delete the spill file. Safe to call twice."""
         self._closed = True
         self._items = []
-        self._memory = 0
+        self._release()
+        self.budget.buffers.discard(self)
         self._file = None
         self.path = None
         if self._finalizer is not None:
@@ -144,6 +174,11 @@ class SpillBuffer:
         for start in range(0, len(items), per_chunk):
             self._write_chunk(items[start : start + per_chunk])
         self._items = []
+        self._release()
+
+    def _release(self) -> None:
+        """Give the memory of the items no longer held back to the budget."""
+        self.budget.used -= self._memory
         self._memory = 0
 
     def _write_chunk(self, chunk: list[Any]) -> None:

@@ -119,7 +119,7 @@ def test_minimal_config_gets_every_default(write):
     assert source.tables is None and source.exclude_tables == ()
     assert source.snapshot == "initial" and source.streaming is True
     assert source.heartbeat_interval == source.status_interval == 10.0
-    assert source.spill_threshold == 64_000_000 and source.spill_dir is None
+    assert source.spill_threshold == 16_000_000 and source.spill_dir is None
     assert p.sink == SinkConfig(properties={"bootstrap.servers": "kafka:9092"})
     assert p.sink.key is None and p.sink.format == "debezium" and p.sink.decimal == "string"
     assert p.sink.tombstones is True and p.sink.truncate is False
