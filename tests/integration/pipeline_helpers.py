@@ -60,7 +60,7 @@ import yaml
 from cdc.config import PipelineConfig, load_config
 from cdc.model import EVENT_ID_HEADER
 from cdc.pipeline import Pipeline
-from cdc.runtime import build_pipeline
+from cdc.runtime import add_mapper_paths, build_pipeline
 from tests.integration.services import read_topic, wait_until
 
 START_TIMEOUT = 30.0
@@ -166,6 +166,7 @@ class RunningPipeline:
 def run_pipeline(config_path: Path) -> Iterator[RunningPipeline]:
     """Run the config's (first) pipeline in this process while the block runs."""
     config = load_config(config_path).pipelines[0]
+    add_mapper_paths(str(config_path))  # as `cdc run` does: mappers next to the config
     running = RunningPipeline(config, build_pipeline(config, 0))
     try:
         running.start()
