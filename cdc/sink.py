@@ -58,27 +58,19 @@ class KafkaSink:
         on_delivery: DeliveryCallback,
     ) -> None:
         producer = self.producer
-        try:
-            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-            return
-        except BufferError:
-            pass
-        except KafkaException as e:
-            raise SinkError(f"cannot produce to {topic!r}: {e}") from e
-        # The local queue is full: wait for deliveries, keep the source alive.
         while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                pass  # the local queue is full: wait for deliveries, keep the source alive
+            except KafkaException as e:
+                raise SinkError(f"cannot produce to {topic!r}: {e}") from e
             producer.poll(0.05)
             if self.fatal is not None:
                 raise SinkError(f"producer failed: {self.fatal.str()}")
             if self.wait_hook is not None:
                 self.wait_hook()
-            try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-                break
-            except BufferError:
-                continue
-            except KafkaException as e:
-                raise SinkError(f"cannot produce to {topic!r}: {e}") from e
 
     def poll(self, timeout: float = 0.0) -> int:
         if self._producer is None:
