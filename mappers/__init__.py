@@ -14,10 +14,8 @@ BUILTINS: dict[str, str] = {
     "columns": "mappers.columns:ColumnsMapper",
     "rename": "mappers.rename:RenameMapper",
     "route": "mappers.route:RouteMapper",
+    "cloudevents": "mappers.cloudevents:CloudEventsMapper",
 }
-
-# Named by the design, built in a later release: refused clearly, never ignored.
-PLANNED = ("cloudevents",)
 
 
 def builtin_mapper(name: str, where: str) -> Any:
@@ -26,12 +24,6 @@ def builtin_mapper(name: str, where: str) -> Any:
 
     target = BUILTINS.get(name)
     if target is None:
-        if name in PLANNED:
-            raise ConfigError(
-                f"built-in mapper {name!r} is not available in this version; "
-                "use a `type: python` mapper meanwhile",
-                key=f"{where}.type",
-            )
         raise ConfigError(
             f"unknown mapper type {name!r}: expected python or one of "
             f"{', '.join(sorted(BUILTINS))}",

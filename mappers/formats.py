@@ -120,6 +120,7 @@ def to_json(value: Any) -> str:
 _REGISTRY: dict[str, str] = {
     "debezium": "mappers.debezium:DebeziumFormat",
     "json": "mappers.json_format:JsonFormat",
+    "cloudevents": "mappers.cloudevents:CloudEventsFormat",
 }
 
 

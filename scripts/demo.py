@@ -1,13 +1,17 @@
-"""`make demo`: the shop story end to end, on throwaway servers.
+"""`make demo`: the B2B shop example (examples/orders/) end to end, on throwaway servers.
 
 Starts a PostgreSQL (wal_level=logical) and a Kafka-compatible broker (Tansu)
-in a temporary directory, runs `cdc run config/examples/orders.yaml`, makes
-some business traffic (customers, orders, credit reservations) and prints the
-events that arrive in Kafka. Everything it started is stopped at the end.
+in a temporary directory, runs `cdc run examples/orders/cdc.yaml` (two
+pipelines: mined row changes -> business events and CloudEvents; the outbox),
+lets the order and customer services write, prints the events in Kafka, runs
+the example consumer that keeps the pre-joined "customer with recent orders"
+view, replays every event to show duplicates are dropped, and prints the view.
+Everything it started is stopped at the end. CDC_DEMO_KEEP=1 keeps the files.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +20,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -33,39 +39,26 @@ from tests.integration.services import (  # noqa: E402  (after the sys.path line
     wait_until,
 )
 
-CONFIG = ROOT / "config" / "examples" / "orders.yaml"
+EXAMPLE = ROOT / "examples" / "orders"
+CONFIG = EXAMPLE / "cdc.yaml"
 
-SCHEMA = """
-CREATE TABLE customers (
-    id              int PRIMARY KEY,
-    name            text NOT NULL,
-    credit_limit    numeric(12,2) NOT NULL,
-    credit_reserved numeric(12,2) NOT NULL DEFAULT 0
-);
-CREATE TABLE orders (
-    id          serial PRIMARY KEY,
-    customer_id int NOT NULL REFERENCES customers,
-    status      text NOT NULL,
-    amount      numeric(12,2) NOT NULL,
-    note        text
-);
--- Old row images let the mapper see what changed (status, credit).
-ALTER TABLE customers REPLICA IDENTITY FULL;
-ALTER TABLE orders REPLICA IDENTITY FULL;
-INSERT INTO customers VALUES (1, 'Acme GmbH', 1000.00, 0), (2, 'Globex Ltd', 200.00, 0);
-"""
+# Topic -> how many events the story makes there.
+EXPECTED = {
+    "shop.order-events": 6,      # 3 OrderCreated, 2 OrderApproved, 1 OrderRejected
+    "shop.credit-events": 2,     # 2 CreditReserved
+    "shop.public.customers": 3,  # CloudEvents: 2 snapshot reads, 1 insert
+    "outbox.event.order": 3,     # 3 OrderPlaced (outbox, with the order lines)
+    "outbox.event.customer": 1,  # 1 CreditLimitExceeded (outbox, no row change at all)
+}
 
-# Each string is one transaction: the order service and the customer service
-# each change their own table; the log carries both to Kafka.
-TRAFFIC = [
-    "INSERT INTO orders (customer_id, status, amount) VALUES (1, 'pending', 250.00)",
-    "UPDATE customers SET credit_reserved = credit_reserved + 250.00 WHERE id = 1",
-    "UPDATE orders SET status = 'approved' WHERE id = 1",
-    "INSERT INTO orders (customer_id, status, amount) VALUES (2, 'pending', 900.00)",
-    "UPDATE orders SET status = 'rejected', note = 'credit limit exceeded' WHERE id = 2",
-    "UPDATE orders SET note = 'gift wrap' WHERE id = 1",  # no business event
-    "INSERT INTO customers VALUES (3, 'Initech', 5000.00, 0)",  # published as Debezium JSON
-]
+
+def load_example(name: str) -> ModuleType:
+    """Import examples/orders/<name>.py (the example is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"orders_example_{name}", EXAMPLE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def say(text: str) -> None:
@@ -77,17 +70,19 @@ def main() -> int:
     pg = PostgresServer(base / "pg")
     broker = KafkaBroker(base / "kafka")
     daemon = None
+    services, consumer = load_example("services"), load_example("consumer")
     try:
         say("starting a throwaway PostgreSQL and a Kafka-compatible broker (Tansu)")
         pg.init()
         pg.start()
         broker.start()
         dsn = pg.create_database("shop")
+        view_dsn = pg.create_database("shop_view")  # the consumer's own database
         with pg.connect("shop") as conn:
-            conn.execute(SCHEMA)
-        print(f"PostgreSQL: {dsn}\nbroker:     {broker.bootstrap}")
+            conn.execute((EXAMPLE / "schema.sql").read_text())
+        print(f"PostgreSQL: {dsn} (+ shop_view for the consumer)\nbroker:     {broker.bootstrap}")
 
-        say(f"cdc run {CONFIG.relative_to(ROOT)}")
+        say(f"cdc run {CONFIG.relative_to(ROOT)}   (pipelines shop_rows and shop_outbox)")
         http = f"127.0.0.1:{free_port()}"
         env = {
             "PG_DSN": dsn,
@@ -99,30 +94,48 @@ def main() -> int:
         wait_until(lambda: _ready(http), 60, what="the daemon to report ready")
         print(f"ready: http://{http}/readyz")
 
-        say("business traffic")
+        say("the services write (each in its own local transaction)")
         with pg.connect("shop") as conn:
-            for sql in TRAFFIC:
-                print(f"  {sql}")
-                conn.execute(sql)
+            for line in services.story(conn):
+                print(f"  {line}")
 
-        say("events in Kafka")
-        for topic, count in (("shop.order-events", 4), ("shop.credit-events", 1),
-                             ("shop.public.customers", 3)):
-            print(f"\n-- topic {topic}")
-            for msg in read_topic(broker.bootstrap, topic, expect=count, timeout=30):
-                _show(msg)
+        say("events in Kafka (per topic, in commit order)")
+        for topic, count in EXPECTED.items():
+            print(f"-- {topic}")
+            messages = read_topic(broker.bootstrap, topic, expect=count, timeout=30)
+            if len(messages) < count:
+                raise RuntimeError(f"{topic}: {len(messages)} of {count} events arrived")
+            for msg in sorted(messages, key=_commit_order):
+                print(f"  {_describe(msg)}")
 
-        say("metrics (excerpt)")
-        with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as resp:
-            for line in resp.read().decode().splitlines():
-                if line.startswith(("cdc_events_total", "cdc_transactions_total")):
-                    print(f"  {line}")
+        say("consumer: apply the events to the customer_view (jsonb), dropping duplicates")
+        counts = consumer.consume(
+            broker.bootstrap, view_dsn, group="customer-view", idle=1.5,
+            report=lambda topic, eid, kind, outcome: print(
+                f"  {outcome:<9} {kind or '-':<22} {topic:<22} cdc-event-id={eid}"),
+        )
+        print(f"  {counts}")
+
+        say("replay: a second consumer group reads everything again")
+        again = consumer.consume(broker.bootstrap, view_dsn, group="customer-view-replay",
+                                 idle=1.5)
+        print(f"  {again}  <- every event already in processed_events: the view is unchanged")
+
+        say("the pre-joined view: SELECT doc FROM customer_view")
+        view = consumer.CustomerView(view_dsn)
+        try:
+            for doc in view.customers():
+                _show_customer(doc)
+        finally:
+            view.close()
 
         say("SIGTERM: drain, checkpoint, exit")
         code = stop_daemon(daemon, signal.SIGTERM)
         daemon = None
-        offsets = (base / "state" / "orders.offsets").read_text()
-        print(f"exit code {code}; offsets file: {offsets.strip()}")
+        for name in ("shop_rows", "shop_outbox"):
+            offsets = json.loads((base / "state" / f"{name}.offsets").read_text())
+            print(f"  {name}.offsets: lsn {offsets.get('lsn')}")
+        print(f"exit code {code}")
         return 0 if code == 0 else 1
     except Exception as e:
         print(f"\ndemo failed: {e}", file=sys.stderr)
@@ -148,14 +161,42 @@ def _ready(http: str) -> bool:
         return False
 
 
-def _show(msg) -> None:  # type: ignore[no-untyped-def]
-    headers = dict(msg.headers() or [])
-    kind = headers.get("event-type", b"change").decode()
+def _headers(msg: Any) -> dict[str, str]:
+    return {k: bytes(v).decode() for k, v in msg.headers() or [] if v is not None}
+
+
+def _commit_order(msg: Any) -> tuple[int, int, int]:
+    # cdc-event-id of a mined change: "<commit lsn hex>/<index>"; an outbox event's
+    # id is the row's uuid, so those go by key (the aggregate id: the order number).
+    lsn, _, index = _headers(msg).get("cdc-event-id", "").partition("/")
+    try:
+        return (int(lsn, 16), int(index.split("/")[0]), 0)
+    except ValueError:
+        key = (msg.key() or b"").decode()
+        return (0, int(key) if key.isdigit() else 0, msg.offset())
+
+
+def _show_customer(doc: dict[str, Any]) -> None:
+    head = {k: doc.get(k) for k in ("customer_id", "name", "credit_limit", "credit_reserved")}
+    orders = doc.get("recent_orders") or []
+    print(f"  {json.dumps(head)[:-1]}, \"recent_orders\": [{'' if orders else ']}'}")
+    for i, order in enumerate(orders):
+        fields = ("order_id", "status", "amount", "lines")
+        text = json.dumps({k: order.get(k) for k in fields})
+        print(f"      {text}{',' if i < len(orders) - 1 else ']}'}")
+
+
+def _describe(msg: Any) -> str:
     value = json.loads(msg.value()) if msg.value() else None
-    if value and "source" in value and "op" in value:  # a Debezium envelope: shorten it
-        value = {"op": value["op"], "before": value["before"], "after": value["after"]}
     key = msg.key().decode() if msg.key() else None
-    print(f"  {kind:<16} key={key}  {json.dumps(value)}")
+    if isinstance(value, dict) and value.get("specversion"):  # a CloudEvent (structured)
+        after = (value.get("data") or {}).get("after")
+        return (f"{value['type']:<22} key={key}  id={value['id']} subject={value.get('subject')}"
+                f" source={value['source']}\n{'':<26}data.after={json.dumps(after)}")
+    if isinstance(value, dict):
+        body = {k: v for k, v in value.items() if k not in ("type", "at_us")}
+        return f"{value.get('type', '-'):<22} key={key:<4} {json.dumps(body)}"
+    return f"{'-':<22} key={key}  {value!r}"
 
 
 if __name__ == "__main__":
