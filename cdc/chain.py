@@ -28,13 +28,31 @@ from .model import Change, Event
 MapperFn = Callable[[Change], Any]
 
 
-class LoadedMapper:
-    __slots__ = ("name", "fn", "close")
+# What a chain does with a mapper's failure, given the MapperError and the policy
+# ("skip" or "dead_letter"); see `MapperChain.on_failure`.
+FailureHandler = Callable[[MapperError, str], None]
 
-    def __init__(self, name: str, fn: MapperFn, close: Callable[[], None] | None = None):
+
+class LoadedMapper:
+    """A mapper ready to run: its name, callable, optional close() and error policy.
+
+    `on_error` is "fail", "skip" or "dead_letter" (the pipeline's default is
+    filled in by the runtime).
+    """
+
+    __slots__ = ("name", "fn", "close", "on_error")
+
+    def __init__(
+        self,
+        name: str,
+        fn: MapperFn,
+        close: Callable[[], None] | None = None,
+        on_error: str = "fail",
+    ):
         self.name = name
         self.fn = fn
         self.close = close
+        self.on_error = on_error
 
 
 def import_object(path: str, where: str) -> Any:
@@ -84,10 +102,18 @@ def instantiate(obj: Any, options: dict[str, Any], name: str, where: str) -> Loa
 
 
 class MapperChain:
-    """Runs changes through the mappers; returns what comes out at the end."""
+    """Runs changes through the mappers; returns what comes out at the end.
 
-    def __init__(self, mappers: list[LoadedMapper]):
+    A mapper that raises (or returns something that is not a Change or an
+    Event) raises MapperError, unless its `on_error` is "skip" or
+    "dead_letter" and `on_failure` is set: then whatever it produced for that
+    change is dropped, `on_failure(error, policy)` is called, and the chain
+    goes on with the other items.
+    """
+
+    def __init__(self, mappers: list[LoadedMapper], on_failure: FailureHandler | None = None):
         self.mappers = mappers
+        self.on_failure = on_failure
 
     def __bool__(self) -> bool:
         return bool(self.mappers)
@@ -102,11 +128,17 @@ class MapperChain:
                     out.append(item)
                     continue
                 assert type(item) is Change
+                mark = len(out)
                 try:
                     result = fn(item)
+                    if result is not None:
+                        _collect(result, out)
                 except Exception as e:
-                    raise MapperError(mapper.name, item, e) from e
-                _collect(result, out, mapper.name, item)
+                    error = MapperError(mapper.name, item, e)
+                    if mapper.on_error == "fail" or self.on_failure is None:
+                        raise error from e
+                    del out[mark:]  # a generator may have yielded some before raising
+                    self.on_failure(error, mapper.on_error)
             if not out:
                 return out
             items = out
@@ -118,28 +150,19 @@ class MapperChain:
                 mapper.close()
 
 
-def _collect(result: Any, out: list[Change | Event], name: str, change: Change) -> None:
-    if result is None:
-        return
+def _collect(result: Any, out: list[Change | Event]) -> None:
     cls = result.__class__
     if cls is Change or cls is Event:
         out.append(result)
         return
     if isinstance(result, Iterable) and not isinstance(result, (str, bytes, dict)):
-        try:
-            for r in result:
-                if r is None:
-                    continue
-                if r.__class__ is not Change and r.__class__ is not Event:
-                    raise TypeError(f"returned a {type(r).__name__} in its results")
-                out.append(r)
-        except Exception as e:  # a wrong item, or a generator mapper raising mid-way
-            raise MapperError(name, change, e) from e
+        for r in result:  # a generator mapper raising mid-way raises here
+            if r is None:
+                continue
+            if r.__class__ is not Change and r.__class__ is not Event:
+                raise TypeError(f"returned a {type(r).__name__} in its results")
+            out.append(r)
         return
-    raise MapperError(
-        name,
-        change,
-        TypeError(
-            f"returned {type(result).__name__}; expected None, Change, Event or a list of them"
-        ),
+    raise TypeError(
+        f"returned {type(result).__name__}; expected None, Change, Event or a list of them"
     )

@@ -7,6 +7,12 @@ transaction once it is closed (its Commit was seen) and nothing of it, nor of
 any earlier transaction, is pending. Acknowledgements may arrive out of order
 across partitions; this rule makes that harmless.
 
+A failed delivery report does not count the event as done: it is queued in
+`Checkpointer.refused` for the pipeline, which decides by its error policy
+(fail, skip, dead_letter) and only then calls `Txn.settle()`. Dead-letter
+records report through `Txn.on_dead_letter_delivery`, where any failure is
+fatal (`Checkpointer.failure`).
+
 All of this runs on the pipeline's thread: confluent-kafka calls delivery
 callbacks from `poll()`/`flush()`, which the pipeline calls itself.
 """
@@ -18,11 +24,30 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
+from .model import Change
+
+
+class Refusal:
+    """A message the broker refused: its error, the report's message and its transaction.
+
+    `change` is the change the message was rendered from when the pipeline
+    kept it (see `Tracked`), else None.
+    """
+
+    __slots__ = ("error", "message", "txn", "change")
+
+    def __init__(self, error: KafkaError, message: Message, txn: Txn, change: Change | None):
+        self.error = error
+        self.message = message
+        self.txn = txn
+        self.change = change
+
 
 class Txn:
     """Delivery bookkeeping of one source transaction."""
 
-    __slots__ = ("pending", "position", "closed", "on_delivery", "_owner")
+    __slots__ = ("pending", "position", "closed", "on_delivery", "on_dead_letter_delivery",
+                 "_owner")  # fmt: skip
 
     def __init__(self, owner: Checkpointer):
         self.pending = 0
@@ -32,12 +57,45 @@ class Txn:
         # One bound method per transaction, handed to every produce() call of
         # it: no per-event closure.
         self.on_delivery = self._delivered
+        self.on_dead_letter_delivery = self._dead_letter_delivered
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
+            self._owner.refuse(Refusal(err, msg, self, None))
+            return
+        self.pending -= 1
+
+    def _dead_letter_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            # Nowhere left to put it: stop, the checkpoint stays before it.
             self._owner.failure = (err, msg)
             return
         self.pending -= 1
+
+    def settle(self) -> None:
+        """Count a refused event as done (skipped, or its dead-letter record is pending)."""
+        self.pending -= 1
+
+
+class Tracked:
+    """Delivery callback of one message that keeps the change it was rendered from.
+
+    Only for messages big enough that a broker may refuse them for their size:
+    small ones share their transaction's bound method, so the common case
+    allocates nothing per event.
+    """
+
+    __slots__ = ("txn", "change")
+
+    def __init__(self, txn: Txn, change: Change):
+        self.txn = txn
+        self.change = change
+
+    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.txn._owner.refuse(Refusal(err, msg, self.txn, self.change))
+            return
+        self.txn.pending -= 1
 
 
 class Checkpointer:
@@ -45,8 +103,23 @@ class Checkpointer:
 
     def __init__(self) -> None:
         self._open: deque[Txn] = deque()
+        # A failure nothing can recover from: the pipeline stops.
         self.failure: tuple[KafkaError, Message] | None = None
+        # Refused messages waiting for the pipeline's error policy, in report order.
+        self.refused: list[Refusal] = []
         self.acked_position: Any = None
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.refused.append(refusal)
+        if self.failure is None:
+            self.failure = (refusal.error, refusal.message)
+
+    def take_refused(self) -> list[Refusal]:
+        """The refusals reported since the last call; clears `failure` they caused."""
+        refused, self.refused = self.refused, []
+        if self.failure is not None and any(self.failure[1] is r.message for r in refused):
+            self.failure = None
+        return refused
 
     def begin(self) -> Txn:
         txn = Txn(self)

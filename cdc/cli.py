@@ -1,8 +1,10 @@
-"""Command line: `cdc run CONFIG`, `cdc validate CONFIG`."""
+"""Command line: `cdc run CONFIG`, `cdc validate CONFIG`, `cdc test-mapper CONFIG CHANGES`."""
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any
 
 import click
 
@@ -62,3 +64,100 @@ def run(config_path: str) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     sys.exit(runtime.run())
+
+
+# Keys of a changes.jsonl line (besides these, any Change field: position, index, ...).
+_CHANGE_KEYS = ("table", "op", "before", "after", "key", "schema", "database")
+_EXTRA_KEYS = ("position", "index", "txid", "commit_ts", "unchanged", "snapshot", "columns")
+
+
+def _read_changes(path: str) -> list[Any]:
+    """One Change per non-empty line of `path`; exit 2 naming the first bad line."""
+    from .testing import change
+
+    changes = []
+    with click.open_file(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+                unknown = sorted(set(obj) - set(_CHANGE_KEYS) - set(_EXTRA_KEYS))
+                if unknown:
+                    raise ValueError(f"unknown key(s) {', '.join(unknown)}; expected "
+                                     f"{', '.join(_CHANGE_KEYS + _EXTRA_KEYS)}")  # fmt: skip
+                if not isinstance(obj.get("table"), str) or not obj["table"]:
+                    raise ValueError("'table' (a non-empty string) is required")
+                for name in ("before", "after", "key"):
+                    if obj.get(name) is not None and not isinstance(obj[name], dict):
+                        raise ValueError(f"{name!r} must be an object or null")
+                fields = dict(obj)
+                fields.setdefault("position", lineno)  # stable event ids: <line>/0
+                if isinstance(fields.get("unchanged"), list):
+                    fields["unchanged"] = tuple(fields["unchanged"])
+                changes.append(change(**fields))
+            except (ValueError, TypeError) as e:
+                click.echo(f"error: {path}:{lineno}: {e}", err=True)
+                sys.exit(2)
+    return changes
+
+
+def _decoded(data: bytes | None) -> Any:
+    """JSON if the bytes are JSON, else text, else {"base64": ...}."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        pass
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        import base64
+
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+@main.command("test-mapper")
+@click.argument("config_path", metavar="CONFIG")
+@click.argument("changes_path", metavar="CHANGES")
+@click.option("--pipeline", "pipeline", default=None, metavar="NAME",
+              help="The pipeline whose mappers and sink to use (default: the first).")
+def test_mapper(config_path: str, changes_path: str, pipeline: str | None) -> None:
+    """Print the events CONFIG's mappers and sink format make of CHANGES.
+
+    CHANGES holds one JSON object per line, e.g.
+    {"table": "public.orders", "op": "insert", "after": {"id": 7}}
+    ("-" reads standard input). Each event is printed as one JSON line:
+    {"topic", "key", "value", "headers"}, key and value decoded from JSON
+    where they are JSON. Nothing connects to a database or a broker.
+    """
+    from .errors import MapperError
+    from .testing import run as run_changes
+
+    changes = _read_changes(changes_path)
+    try:
+        events = run_changes(config_path, changes, pipeline)
+    except ConfigError as e:
+        click.echo(f"error: {config_path}: {e}" if e.path is None else f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except MapperError as e:
+        line = getattr(e.change, "position", "?")
+        click.echo(f"error: {changes_path}:{line}: {e}", err=True)
+        sys.exit(1)
+    for event in events:
+        headers = {name: _decoded_header(value) for name, value in event.headers}
+        click.echo(json.dumps({"topic": event.topic, "key": _decoded(event.key),
+                               "value": _decoded(event.value), "headers": headers},
+                              ensure_ascii=False))  # fmt: skip
+
+
+def _decoded_header(value: bytes) -> Any:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        import base64
+
+        return {"base64": base64.b64encode(value).decode("ascii")}

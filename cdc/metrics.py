@@ -25,6 +25,12 @@ _ACKED = Gauge("cdc_acked_position", "Last source position whose events are all 
 _ACKED_AT = Gauge("cdc_acked_timestamp_seconds", "When the acknowledged position last moved",
                   ["pipeline"])
 ERRORS = Counter("cdc_errors_total", "Errors by kind", ["pipeline", "kind"])
+# `mapper` is the failing mapper's name, or "format" / "broker"; `reason` the error type
+# (a Python exception name or the broker's error name, e.g. MSG_SIZE_TOO_LARGE).
+_SKIPPED = Counter("cdc_skipped_total", "Changes dropped by on_error: skip",
+                   ["pipeline", "mapper", "reason"])
+_DEAD_LETTER = Counter("cdc_dead_letter_total", "Changes sent to the dead-letter topic",
+                       ["pipeline", "mapper", "reason"])
 
 
 class PipelineMetrics:
@@ -45,6 +51,12 @@ class PipelineMetrics:
 
     def error(self, kind: str) -> None:
         ERRORS.labels(self.pipeline, kind).inc()
+
+    def skipped(self, where: str, reason: str) -> None:
+        _SKIPPED.labels(self.pipeline, where, reason).inc()
+
+    def dead_lettered(self, where: str, reason: str) -> None:
+        _DEAD_LETTER.labels(self.pipeline, where, reason).inc()
 
 
 Check = Callable[[], dict[str, Any]]

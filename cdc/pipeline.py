@@ -9,21 +9,36 @@ Everything runs on one thread, in one loop:
 
 While the producer's queue is full, `KafkaSink.send` keeps calling the
 source's `tick` so the database never sees a silent client.
+
+Error policies (`on_error`: fail | skip | dead_letter, per pipeline and per
+mapper) cover three kinds of per-change failure: a mapper raising (handled in
+the chain, by the mapper's policy), the format failing to render, and the
+broker refusing one message for what it is (its size: MSG_SIZE_TOO_LARGE, or
+its content), either when it is produced or in its delivery report (those two
+by the pipeline's policy). `skip` counts the change as done; `dead_letter`
+publishes a record about it (`dead_letter_record`) to the dead-letter topic,
+in the same transaction's bookkeeping, so the checkpoint waits for that
+record's acknowledgement; a dead-letter record that cannot be published stops
+the pipeline.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .checkpoint import Checkpointer, Txn
-from .errors import SinkError, SourceError
-from .jsonenc import encode
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from .checkpoint import Checkpointer, Refusal, Tracked, Txn
+from .errors import CdcError, MapperError, SinkError, SourceError
+from .jsonenc import dumps, encode
 from .metrics import PipelineMetrics
-from .model import EVENT_ID_HEADER, Change, Commit, Event, event_id
+from .model import EVENT_ID_HEADER, Change, Commit, Event, event_id, format_position
 from .offsets import OffsetStore
 from .sink import KafkaSink
 from .source import Source
@@ -34,6 +49,32 @@ SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position mo
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
 
 Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
+Headers = list[tuple[str, str | bytes | None]]
+# Receives each record: topic, key, value, headers, and the change it came from.
+Emit = Callable[[str, bytes | None, bytes | None, Headers, Change], None]
+# Told about a change or event that could not be serialized: item, error, event number.
+RenderFailure = Callable[[Change, Exception, int], None]
+
+ON_ERROR = ("fail", "skip", "dead_letter")
+
+# Broker errors that refuse one message for what it is, not because the broker
+# or the connection is in trouble: only these go through skip / dead_letter.
+MESSAGE_REFUSALS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.POLICY_VIOLATION,
+})
+
+# Messages at least this big keep their change for a dead-letter record in case the
+# broker refuses them (its limit is unknown here); smaller ones cost nothing extra
+# and, if refused, are reported from what the delivery report carries.
+TRACK_MIN_BYTES = 16 * 1024
+
+# Distinct errors remembered for "log once"; past this the memory is cleared.
+SEEN_ERRORS_MAX = 10_000
 
 
 class _Stopped(Exception):
@@ -85,6 +126,140 @@ class KeyNamer:
             ) from e
 
 
+class EventRenderer:
+    """Turns what the mapper chain returned for one change into Kafka records.
+
+    The one place that decides topic, key, value bytes and the `cdc-event-id`
+    header of every record, used by the daemon and by `cdc.testing`. A Change
+    is rendered by the sink's format; an Event keeps its own topic/key/headers
+    where it set them. Example::
+
+        renderer = EventRenderer(make_format("json").render, "{schema}.{table}", None, "p")
+        out = []
+        renderer.render(change, [change], lambda *record: out.append(record))
+    """
+
+    def __init__(self, render: Renderer, topic_template: str, key_template: str | None,
+                 pipeline: str):  # fmt: skip
+        self.format = render
+        self.topic = TopicNamer(topic_template, pipeline)
+        self.key = KeyNamer(key_template, pipeline) if key_template else None
+        # Set by the pipeline to apply its error policy; None raises the error.
+        self.on_failure: RenderFailure | None = None
+
+    def render(self, change: Change, items: Iterable[Change | Event], emit: Emit) -> None:
+        """Hand every record made from `items` (the chain's output for `change`) to `emit`."""
+        n = 0
+        render = self.format
+        keyer = self.key
+        for item in items:
+            if type(item) is Change:
+                try:
+                    records = render(item)
+                except Exception as e:
+                    if self.on_failure is None:
+                        raise
+                    self.on_failure(item, e, n)
+                    n += 1
+                    continue
+                for topic, key, value in records:
+                    if keyer is not None and key is not None:
+                        key = keyer(item)
+                    emit(topic or self.topic(item), key, value,
+                         [(EVENT_ID_HEADER, event_id(item, n).encode())], item)  # fmt: skip
+                    n += 1
+            else:
+                assert type(item) is Event
+                origin = item.change or change
+                try:
+                    key_bytes, value = self._event_bytes(item, origin)
+                except (TypeError, ValueError) as e:  # a value JSON cannot encode
+                    if self.on_failure is None:
+                        raise
+                    self.on_failure(origin, e, n)
+                    n += 1
+                    continue
+                headers: Headers = list(item.headers)
+                if not any(h[0] == EVENT_ID_HEADER for h in headers):
+                    headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
+                emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
+                n += 1
+
+    def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
+        key = event.key
+        if key is None:
+            key = self.key(origin) if self.key is not None else origin.key
+        return encode(key), encode(event.value)
+
+
+def dead_letter_record(
+    *,
+    pipeline: str,
+    event_id: str,
+    stage: str,
+    error_type: str,
+    error_message: str,
+    traceback: str | None,
+    mapper: str | None = None,
+    change: Any = None,
+    topic: str | None = None,
+    message: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON object published to the dead-letter topic.
+
+    `stage` is where it failed: "mapper" (then `mapper` names it), "format"
+    (rendering the change or an event's value) or "broker" (the broker
+    refused the message: `error_type` is the broker's error name, e.g.
+    MSG_SIZE_TOO_LARGE). `change` is the original change in the `json`
+    format; for a small message the broker refused, the record carries the
+    refused `message` (key and value) instead. `topic` is where the event
+    was going.
+    """
+    record: dict[str, Any] = {
+        "pipeline": pipeline,
+        "event_id": event_id,
+        "stage": stage,
+        "mapper": mapper,
+        "error_type": error_type,
+        "error_message": error_message,
+        "traceback": traceback,
+        "topic": topic,
+        "change": change,
+    }
+    if message is not None:
+        record["message"] = message
+    return record
+
+
+def _format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def _refusal_code(error: SinkError) -> int | None:
+    """The broker error code behind a SinkError from produce(), if it refuses the message."""
+    cause = error.__cause__
+    if isinstance(cause, KafkaException) and cause.args and isinstance(cause.args[0], KafkaError):
+        code: int = cause.args[0].code()
+        return code if code in MESSAGE_REFUSALS else None
+    return None
+
+
+def _loads_or_text(data: bytes | None) -> Any:
+    """Bytes as JSON if they are JSON, else as text (binary as base64)."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        pass
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        from mappers.formats import base64_text
+
+        return {"base64": base64_text(data)}
+
+
 class Pipeline:
     def __init__(
         self,
@@ -98,16 +273,32 @@ class Pipeline:
         key_template: str | None = None,
         flush_timeout: float = 30.0,
         metrics: PipelineMetrics | None = None,
+        on_error: str = "fail",
+        dead_letter_topic: str | None = None,
+        dead_letter_render: Renderer | None = None,
+        max_message_bytes: int = 1_000_000,
     ):
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.name = name
         self.source = source
         self.chain = chain
-        self.render = render
         self.sink = sink
         self.store = store
-        self.topic = TopicNamer(topic_template, name)
-        self.key = KeyNamer(key_template, name) if key_template else None
+        self.renderer = EventRenderer(render, topic_template, key_template, name)
         self.flush_timeout = flush_timeout
+        # Error policy of the format and the broker (mappers carry their own).
+        self.on_error = on_error
+        self.dead_letter_topic = dead_letter_topic
+        self._dead_letter_render = dead_letter_render
+        self._max_message_bytes = max_message_bytes
+        # Only when refusals are survivable do big messages keep their change.
+        self._track_min = TRACK_MIN_BYTES if on_error != "fail" else None
+        self._seen_errors: set[tuple[str, str, str]] = set()
+        if on_error != "fail":
+            self.renderer.on_failure = self._render_failed
+        if chain:
+            chain.on_failure = self._mapper_failed
         self.metrics = metrics or PipelineMetrics(name)
         self.checkpointer = Checkpointer()
         self.running = False
@@ -172,6 +363,8 @@ class Pipeline:
         """Poll deliveries, move and confirm the safe position, keep the source alive."""
         self.sink.poll(0)
         checkpointer = self.checkpointer
+        if checkpointer.refused:
+            self._handle_refused(checkpointer.take_refused())
         if checkpointer.failure is not None:
             err, msg = checkpointer.failure
             raise SinkError(
@@ -234,6 +427,13 @@ class Pipeline:
         self._draining = True
         try:
             left = self.sink.flush(self.flush_timeout)
+            if self.checkpointer.refused and self.on_error != "fail":
+                # Refused while draining: settle them by the policy, then wait again.
+                try:
+                    self._handle_refused(self.checkpointer.take_refused())
+                    left = self.sink.flush(self.flush_timeout)
+                except CdcError as e:
+                    log.error("pipeline %s: while draining: %s", self.name, e)
             if left:
                 log.warning(
                     "%d events still unacknowledged after %.0fs; they are replayed on restart",
@@ -270,41 +470,226 @@ class Pipeline:
             items = self.chain.apply(change)
         else:
             items = (change,)
-        n = 0
-        for item in items:
-            if item.__class__ is Change:
-                for topic, key, value in self.render(item):
-                    if self.key is not None and key is not None:
-                        key = self.key(item)
-                    headers: list[tuple[str, str | bytes | None]] = [
-                        (EVENT_ID_HEADER, event_id(item, n).encode())
-                    ]
-                    self._produce(topic or self.topic(item), key, value, headers, txn)
-                    n += 1
-            else:
-                self._produce_event(item, change, n, txn)
-                n += 1
-
-    def _produce_event(self, event: Event, change: Change, n: int, txn: Txn) -> None:
-        origin = event.change or change
-        headers: list[tuple[str, str | bytes | None]] = list(event.headers)
-        if not any(h[0] == EVENT_ID_HEADER for h in headers):
-            headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
-        key = event.key
-        if key is None:
-            key = self.key(origin) if self.key is not None else origin.key
-        topic = event.topic or self.topic(origin)
-        self._produce(topic, encode(key), encode(event.value), headers, txn)
+        self.renderer.render(change, items, self._produce)
 
     def _produce(
         self,
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, str | bytes | None]],
-        txn: Txn,
+        headers: Headers,
+        change: Change,
     ) -> None:
-        self.sink.send(topic, key, value, headers, txn.on_delivery)
+        txn = self._txn
+        assert txn is not None
+        callback: Callable[[Any, Any], None] = txn.on_delivery
+        if self._track_min is not None and value is not None and len(value) >= self._track_min:
+            callback = Tracked(txn, change)
+        try:
+            self.sink.send(topic, key, value, headers, callback)
+        except SinkError as e:
+            code = _refusal_code(e) if self.on_error != "fail" else None
+            if code is None:
+                raise
+            # Refused on the spot (e.g. bigger than message.max.bytes): never in flight.
+            cause = e.__cause__
+            assert isinstance(cause, KafkaException)
+            err: KafkaError = cause.args[0]
+            self._policy(
+                txn, "broker", None, err.name(), err.str(), _format_traceback(cause),
+                change, headers, topic,
+            )  # fmt: skip
+            return
         # Counted once handed over: reports only arrive from poll(), on this thread.
         txn.pending += 1
         self.counts[1] += 1
+
+    # -- error policies ---------------------------------------------------------------
+
+    def _mapper_failed(self, error: MapperError, policy: str) -> None:
+        txn = self._txn
+        assert txn is not None and isinstance(error.change, Change)
+        cause = error.cause
+        self._apply(
+            policy, txn, "mapper", error.mapper, type(cause).__name__, str(cause),
+            _format_traceback(cause), error.change, event_id(error.change), None,
+        )  # fmt: skip
+
+    def _render_failed(self, change: Change, error: Exception, n: int) -> None:
+        txn = self._txn
+        assert txn is not None
+        self._apply(
+            self.on_error, txn, "format", None, type(error).__name__, str(error),
+            _format_traceback(error), change, event_id(change, n), None,
+        )  # fmt: skip
+
+    def _policy(
+        self,
+        txn: Txn,
+        stage: str,
+        mapper: str | None,
+        error_type: str,
+        error_message: str,
+        trace: str | None,
+        change: Change,
+        headers: Headers,
+        topic: str,
+    ) -> None:
+        eid = next((v if isinstance(v, str) else v.decode()
+                    for k, v in headers if k == EVENT_ID_HEADER and v), "")  # fmt: skip
+        self._apply(self.on_error, txn, stage, mapper, error_type, error_message, trace,
+                    change, eid or event_id(change), topic)  # fmt: skip
+
+    def _handle_refused(self, refused: list[Refusal]) -> None:
+        """Settle messages the broker refused, by the pipeline's policy."""
+        for r in refused:
+            code = r.error.code()
+            if self.on_error == "fail" or code not in MESSAGE_REFUSALS:
+                raise SinkError(
+                    f"the broker refused a message for topic {r.message.topic()!r}: "
+                    f"{r.error.str()}; the checkpoint stays before it"
+                )
+            msg = r.message
+            eid = _header(msg, EVENT_ID_HEADER) or ""
+            if r.change is not None:
+                self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
+                            None, r.change, eid, msg.topic())  # fmt: skip
+            else:
+                self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
+                            None, None, eid, msg.topic(), msg)  # fmt: skip
+            r.txn.settle()
+
+    def _apply(
+        self,
+        policy: str,
+        txn: Txn,
+        stage: str,
+        mapper: str | None,
+        error_type: str,
+        error_message: str,
+        trace: str | None,
+        change: Change | None,
+        eid: str,
+        topic: str | None,
+        refused: Message | None = None,
+    ) -> None:
+        """Skip or dead-letter one failure: log it once per kind, count it, move on."""
+        where = mapper if mapper is not None else stage
+        seen = (where, error_type, error_message)
+        first = seen not in self._seen_errors
+        if first:
+            if len(self._seen_errors) >= SEEN_ERRORS_MAX:
+                self._seen_errors.clear()
+            self._seen_errors.add(seen)
+        if policy == "skip":
+            self.metrics.skipped(where, error_type)
+            if first:
+                log.warning(
+                    "pipeline %s: skipping a change (event %s) that failed in %s: %s: %s; "
+                    "further changes failing the same way are skipped silently "
+                    "(cdc_skipped_total)",
+                    self.name, eid, where, error_type, error_message,
+                )
+            return
+        assert policy == "dead_letter"
+        self.metrics.dead_lettered(where, error_type)
+        if first:
+            log.warning(
+                "pipeline %s: a change (event %s) failed in %s: %s: %s; sent to %s; further "
+                "changes failing the same way are sent there silently (cdc_dead_letter_total)",
+                self.name, eid, where, error_type, error_message, self.dead_letter_topic,
+            )
+        message = None
+        if refused is not None:
+            message = {"key": _loads_or_text(refused.key()),
+                       "value": _loads_or_text(refused.value())}  # fmt: skip
+        record = dead_letter_record(
+            pipeline=self.name, event_id=eid, stage=stage, error_type=error_type,
+            error_message=error_message, traceback=trace, mapper=mapper,
+            change=self._change_json(change) if change is not None else None,
+            topic=topic, message=message,
+        )  # fmt: skip
+        if refused is not None:
+            key = refused.key()
+        else:
+            assert change is not None
+            key = encode(change.key)
+        self._send_dead_letter(txn, key, self._fit(record), eid)
+
+    def _change_json(self, change: Change) -> Any:
+        """The change in the `json` format (or as close as it can get, if that fails too)."""
+        render = self._dead_letter_render
+        if render is None:
+            from mappers.formats import make_format
+
+            render = self._dead_letter_render = make_format("json", server_name=self.name).render
+        try:
+            records = render(change)
+            if records and records[0][2] is not None:
+                return json.loads(records[0][2])
+        except Exception:  # noqa: S110 - the reason it failed is already in the record
+            pass
+        return {
+            "op": change.op, "database": change.database, "schema": change.schema,
+            "table": change.table, "key": _plain(change.key), "before": _plain(change.before),
+            "after": _plain(change.after), "position": format_position(change.position),
+        }  # fmt: skip
+
+    def _fit(self, record: dict[str, Any]) -> bytes:
+        """The record's bytes, cut down if it would not fit message.max.bytes itself."""
+        data = dumps(record)
+        budget = self._max_message_bytes - 512 - len(record.get("event_id") or "")
+        if len(data) <= budget:
+            return data
+        change = record.get("change")
+        if isinstance(change, dict):
+            cut: list[str] = []
+            for image in ("before", "after"):
+                row = change.get(image)
+                if isinstance(row, dict):
+                    for column, value in row.items():
+                        text = json.dumps(value, default=str)
+                        if len(text) > 256:
+                            row[column] = text[:200] + "..."
+                            cut.append(f"{image}.{column}")
+            record["truncated"] = {"columns": cut, "original_bytes": len(data)}
+            data = dumps(record)
+        if len(data) > budget:
+            record["truncated"] = {"original_bytes": len(data)}
+            record["change"] = None
+            record.pop("message", None)
+            record["traceback"] = (record.get("traceback") or "")[-2000:] or None
+            data = dumps(record)
+        return data
+
+    def _send_dead_letter(self, txn: Txn, key: bytes | None, value: bytes, eid: str) -> None:
+        topic = self.dead_letter_topic
+        if topic is None:
+            raise SinkError("on_error: dead_letter needs a dead_letter_topic")
+        headers: Headers = [(EVENT_ID_HEADER, f"{eid}/dlq".encode())]
+        try:
+            self.sink.send(topic, key, value, headers, txn.on_dead_letter_delivery)
+        except SinkError as e:
+            raise SinkError(
+                f"cannot publish to the dead-letter topic {topic!r}: {e}; "
+                "the checkpoint stays before the failed change"
+            ) from e
+        txn.pending += 1
+        self.counts[1] += 1
+
+
+def _header(msg: Message, name: str) -> str | None:
+    headers: Any = msg.headers() or ()
+    for key, value in headers:
+        if key == name and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe form of a row for the fallback rendering."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

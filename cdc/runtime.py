@@ -86,27 +86,13 @@ def _load_mapper(m: MapperConfig, where: str, p: PipelineConfig, builtin: Any) -
     return instantiate(obj, options, m.name or m.type, where)
 
 
-def _refuse_unbuilt(p: PipelineConfig, index: int) -> None:
-    """Settings the schema knows but this version cannot honour: refuse, never ignore."""
-    where = f"pipelines[{index}]"
-    policies = [(f"{where}.on_error", p.on_error)] + [
-        (f"{where}.mappers[{i}].on_error", m.on_error) for i, m in enumerate(p.mappers)
-    ]
-    for key, policy in policies:
-        if policy not in (None, "fail"):
-            raise ConfigError(
-                f"on_error: {policy} is not available in this version; only 'fail' (stop "
-                "without moving the checkpoint past the failing change)",
-                key=key,
-            )
-
-
 def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
     from mappers.formats import make_format
 
-    _refuse_unbuilt(p, index)
     source = build_source(p)
     chain = build_chain(p, f"pipelines[{index}]")
+    for loaded, m in zip(chain.mappers, p.mappers, strict=True):
+        loaded.on_error = m.on_error or p.on_error
     fmt = make_format(
         p.sink.format,
         decimal=p.sink.decimal,
@@ -114,7 +100,8 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         truncate=p.sink.truncate,
         server_name=p.name,
     )
-    sink = KafkaSink(p.sink.producer_config())
+    producer_config = p.sink.producer_config()
+    sink = KafkaSink(producer_config)
     store = FileOffsetStore(p.offsets.path)
     return Pipeline(
         p.name,
@@ -127,6 +114,9 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         key_template=p.sink.key,
         flush_timeout=p.sink.flush_timeout,
         metrics=PipelineMetrics(p.name),
+        on_error=p.on_error,
+        dead_letter_topic=p.dead_letter_topic,
+        max_message_bytes=int(producer_config.get("message.max.bytes", 1_000_000)),
     )
 
 
