@@ -138,7 +138,7 @@ def make_format(
     truncate: bool = False,
     server_name: str = "cdc",
 ) -> Format:
-    """Build the format called `name` (``debezium`` or ``json``).
+    """Build the format called `name` (``debezium``, ``json`` or ``cloudevents``).
 
     `decimal` is ``string`` (exact text, our default) or ``base64`` (Debezium's
     default binary form); `tombstones` adds a null-value record after each
