@@ -28,18 +28,27 @@ import json
 import logging
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from .checkpoint import Checkpointer, Refusal, Tracked, Txn
+from .deadletter import (
+    MESSAGE_REFUSALS,
+    dead_letter_record,
+    format_traceback,
+    header_text,
+    loads_or_text,
+    plain,
+    refusal_code,
+)
 from .errors import CdcError, MapperError, SinkError, SourceError
 from .jsonenc import dumps, encode
 from .metrics import PipelineMetrics
-from .model import EVENT_ID_HEADER, Change, Commit, Event, event_id, format_position
+from .model import EVENT_ID_HEADER, Change, Commit, event_id, format_position
 from .offsets import OffsetStore
+from .render import EventRenderer, Headers, Renderer
 from .sink import KafkaSink
 from .source import Source
 
@@ -48,25 +57,7 @@ log = logging.getLogger("cdc.pipeline")
 SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position moves
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
 
-Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
-Headers = list[tuple[str, str | bytes | None]]
-# Receives each record: topic, key, value, headers, and the change it came from.
-Emit = Callable[[str, bytes | None, bytes | None, Headers, Change], None]
-# Told about a change or event that could not be serialized: item, error, event number.
-RenderFailure = Callable[[Change, Exception, int], None]
-
 ON_ERROR = ("fail", "skip", "dead_letter")
-
-# Broker errors that refuse one message for what it is, not because the broker
-# or the connection is in trouble: only these go through skip / dead_letter.
-MESSAGE_REFUSALS = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.INVALID_MSG,
-    KafkaError.INVALID_MSG_SIZE,
-    KafkaError.INVALID_RECORD,
-    KafkaError.RECORD_LIST_TOO_LARGE,
-    KafkaError.POLICY_VIOLATION,
-})
 
 # Messages at least this big keep their change for a dead-letter record in case the
 # broker refuses them (its limit is unknown here); smaller ones cost nothing extra
@@ -79,185 +70,6 @@ SEEN_ERRORS_MAX = 10_000
 
 class _Stopped(Exception):
     """Raised inside a blocked send when the pipeline is told to stop."""
-
-
-class TopicNamer:
-    """Fills the sink's topic template from a change's fields, cached per table and op."""
-
-    FIELDS = ("database", "schema", "table", "op")
-
-    def __init__(self, template: str, pipeline: str):
-        self.template = template
-        self.pipeline = pipeline
-        self._cache: dict[tuple[str, str, str, str], str] = {}
-
-    def __call__(self, change: Change) -> str:
-        k = (change.database, change.schema, change.table, change.op)
-        topic = self._cache.get(k)
-        if topic is None:
-            topic = self.template.format(
-                database=change.database,
-                schema=change.schema,
-                table=change.table,
-                op=change.op,
-                pipeline=self.pipeline,
-            )
-            self._cache[k] = topic
-        return topic
-
-
-class KeyNamer:
-    """Fills the sink's key template from a change's fields and primary-key columns."""
-
-    def __init__(self, template: str, pipeline: str):
-        self.template = template
-        self.pipeline = pipeline
-
-    def __call__(self, change: Change) -> bytes:
-        fields = dict(change.key or {})
-        fields.update(database=change.database, schema=change.schema, table=change.table,
-                      op=change.op, pipeline=self.pipeline)  # fmt: skip
-        try:
-            return self.template.format_map(fields).encode()
-        except (KeyError, IndexError, ValueError) as e:
-            raise SinkError(
-                f"sink.key template {self.template!r} does not fit {change.table_id} "
-                f"(key columns: {', '.join(change.key or {}) or 'none'}): {e!r}"
-            ) from e
-
-
-class EventRenderer:
-    """Turns what the mapper chain returned for one change into Kafka records.
-
-    The one place that decides topic, key, value bytes and the `cdc-event-id`
-    header of every record, used by the daemon and by `cdc.testing`. A Change
-    is rendered by the sink's format; an Event keeps its own topic/key/headers
-    where it set them. Example::
-
-        renderer = EventRenderer(make_format("json").render, "{schema}.{table}", None, "p")
-        out = []
-        renderer.render(change, [change], lambda *record: out.append(record))
-    """
-
-    def __init__(self, render: Renderer, topic_template: str, key_template: str | None,
-                 pipeline: str):  # fmt: skip
-        self.format = render
-        self.topic = TopicNamer(topic_template, pipeline)
-        self.key = KeyNamer(key_template, pipeline) if key_template else None
-        # Set by the pipeline to apply its error policy; None raises the error.
-        self.on_failure: RenderFailure | None = None
-
-    def render(self, change: Change, items: Iterable[Change | Event], emit: Emit) -> None:
-        """Hand every record made from `items` (the chain's output for `change`) to `emit`."""
-        n = 0
-        render = self.format
-        keyer = self.key
-        for item in items:
-            if type(item) is Change:
-                try:
-                    records = render(item)
-                except Exception as e:
-                    if self.on_failure is None:
-                        raise
-                    self.on_failure(item, e, n)
-                    n += 1
-                    continue
-                for topic, key, value in records:
-                    if keyer is not None and key is not None:
-                        key = keyer(item)
-                    emit(topic or self.topic(item), key, value,
-                         [(EVENT_ID_HEADER, event_id(item, n).encode())], item)  # fmt: skip
-                    n += 1
-            else:
-                assert type(item) is Event
-                origin = item.change or change
-                try:
-                    key_bytes, value = self._event_bytes(item, origin)
-                except (TypeError, ValueError) as e:  # a value JSON cannot encode
-                    if self.on_failure is None:
-                        raise
-                    self.on_failure(origin, e, n)
-                    n += 1
-                    continue
-                headers: Headers = list(item.headers)
-                if not any(h[0] == EVENT_ID_HEADER for h in headers):
-                    headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
-                emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
-                n += 1
-
-    def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
-        key = event.key
-        if key is None:
-            key = self.key(origin) if self.key is not None else origin.key
-        return encode(key), encode(event.value)
-
-
-def dead_letter_record(
-    *,
-    pipeline: str,
-    event_id: str,
-    stage: str,
-    error_type: str,
-    error_message: str,
-    traceback: str | None,
-    mapper: str | None = None,
-    change: Any = None,
-    topic: str | None = None,
-    message: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The JSON object published to the dead-letter topic.
-
-    `stage` is where it failed: "mapper" (then `mapper` names it), "format"
-    (rendering the change or an event's value) or "broker" (the broker
-    refused the message: `error_type` is the broker's error name, e.g.
-    MSG_SIZE_TOO_LARGE). `change` is the original change in the `json`
-    format; for a small message the broker refused, the record carries the
-    refused `message` (key and value) instead. `topic` is where the event
-    was going.
-    """
-    record: dict[str, Any] = {
-        "pipeline": pipeline,
-        "event_id": event_id,
-        "stage": stage,
-        "mapper": mapper,
-        "error_type": error_type,
-        "error_message": error_message,
-        "traceback": traceback,
-        "topic": topic,
-        "change": change,
-    }
-    if message is not None:
-        record["message"] = message
-    return record
-
-
-def _format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
-
-def _refusal_code(error: SinkError) -> int | None:
-    """The broker error code behind a SinkError from produce(), if it refuses the message."""
-    cause = error.__cause__
-    if isinstance(cause, KafkaException) and cause.args and isinstance(cause.args[0], KafkaError):
-        code: int = cause.args[0].code()
-        return code if code in MESSAGE_REFUSALS else None
-    return None
-
-
-def _loads_or_text(data: bytes | None) -> Any:
-    """Bytes as JSON if they are JSON, else as text (binary as base64)."""
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        pass
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        from mappers.formats import base64_text
-
-        return {"base64": base64_text(data)}
 
 
 class Pipeline:
@@ -488,7 +300,7 @@ class Pipeline:
         try:
             self.sink.send(topic, key, value, headers, callback)
         except SinkError as e:
-            code = _refusal_code(e) if self.on_error != "fail" else None
+            code = refusal_code(e) if self.on_error != "fail" else None
             if code is None:
                 raise
             # Refused on the spot (e.g. bigger than message.max.bytes): never in flight.
@@ -496,7 +308,7 @@ class Pipeline:
             assert isinstance(cause, KafkaException)
             err: KafkaError = cause.args[0]
             self._policy(
-                txn, "broker", None, err.name(), err.str(), _format_traceback(cause),
+                txn, "broker", None, err.name(), err.str(), format_traceback(cause),
                 change, headers, topic,
             )  # fmt: skip
             return
@@ -512,7 +324,7 @@ class Pipeline:
         cause = error.cause
         self._apply(
             policy, txn, "mapper", error.mapper, type(cause).__name__, str(cause),
-            _format_traceback(cause), error.change, event_id(error.change), None,
+            format_traceback(cause), error.change, event_id(error.change), None,
         )  # fmt: skip
 
     def _render_failed(self, change: Change, error: Exception, n: int) -> None:
@@ -520,7 +332,7 @@ class Pipeline:
         assert txn is not None
         self._apply(
             self.on_error, txn, "format", None, type(error).__name__, str(error),
-            _format_traceback(error), change, event_id(change, n), None,
+            format_traceback(error), change, event_id(change, n), None,
         )  # fmt: skip
 
     def _policy(
@@ -550,7 +362,7 @@ class Pipeline:
                     f"{r.error.str()}; the checkpoint stays before it"
                 )
             msg = r.message
-            eid = _header(msg, EVENT_ID_HEADER) or ""
+            eid = header_text(msg, EVENT_ID_HEADER) or ""
             if r.change is not None:
                 self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
                             None, r.change, eid, msg.topic())  # fmt: skip
@@ -601,8 +413,8 @@ class Pipeline:
             )
         message = None
         if refused is not None:
-            message = {"key": _loads_or_text(refused.key()),
-                       "value": _loads_or_text(refused.value())}  # fmt: skip
+            message = {"key": loads_or_text(refused.key()),
+                       "value": loads_or_text(refused.value())}  # fmt: skip
         record = dead_letter_record(
             pipeline=self.name, event_id=eid, stage=stage, error_type=error_type,
             error_message=error_message, traceback=trace, mapper=mapper,
@@ -631,8 +443,8 @@ class Pipeline:
             pass
         return {
             "op": change.op, "database": change.database, "schema": change.schema,
-            "table": change.table, "key": _plain(change.key), "before": _plain(change.before),
-            "after": _plain(change.after), "position": format_position(change.position),
+            "table": change.table, "key": plain(change.key), "before": plain(change.before),
+            "after": plain(change.after), "position": format_position(change.position),
         }  # fmt: skip
 
     def _fit(self, record: dict[str, Any]) -> bytes:
@@ -676,20 +488,3 @@ class Pipeline:
             ) from e
         txn.pending += 1
         self.counts[1] += 1
-
-
-def _header(msg: Message, name: str) -> str | None:
-    headers: Any = msg.headers() or ()
-    for key, value in headers:
-        if key == name and value is not None:
-            return bytes(value).decode(errors="replace")
-    return None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe form of a row for the fallback rendering."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

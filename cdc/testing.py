@@ -31,7 +31,7 @@ from .chain import MapperChain
 from .config import Config, PipelineConfig, load_config
 from .errors import ConfigError
 from .model import OPS, Change, Event
-from .pipeline import EventRenderer, Headers
+from .render import EventRenderer, Headers
 
 __all__ = ["change", "load_chain", "run", "load_pipeline_config"]
 

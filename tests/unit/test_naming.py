@@ -2,7 +2,7 @@ import pytest
 
 from cdc.errors import SinkError
 from cdc.model import INSERT, Change
-from cdc.pipeline import KeyNamer, TopicNamer
+from cdc.render import KeyNamer, TopicNamer
 
 
 def change(**kw):

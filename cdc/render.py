@@ -1,0 +1,131 @@
+"""From what the mapper chain returned to Kafka records: topic, key, value, headers.
+
+`EventRenderer` is the one place that decides them, for the daemon and for
+`cdc.testing` alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .errors import SinkError
+from .jsonenc import encode
+from .model import EVENT_ID_HEADER, Change, Event, event_id
+
+Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
+Headers = list[tuple[str, str | bytes | None]]
+# Receives each record: topic, key, value, headers, and the change it came from.
+Emit = Callable[[str, bytes | None, bytes | None, Headers, Change], None]
+# Told about a change or event that could not be serialized: item, error, event number.
+RenderFailure = Callable[[Change, Exception, int], None]
+
+
+class TopicNamer:
+    """Fills the sink's topic template from a change's fields, cached per table and op."""
+
+    FIELDS = ("database", "schema", "table", "op")
+
+    def __init__(self, template: str, pipeline: str):
+        self.template = template
+        self.pipeline = pipeline
+        self._cache: dict[tuple[str, str, str, str], str] = {}
+
+    def __call__(self, change: Change) -> str:
+        k = (change.database, change.schema, change.table, change.op)
+        topic = self._cache.get(k)
+        if topic is None:
+            topic = self.template.format(
+                database=change.database,
+                schema=change.schema,
+                table=change.table,
+                op=change.op,
+                pipeline=self.pipeline,
+            )
+            self._cache[k] = topic
+        return topic
+
+
+class KeyNamer:
+    """Fills the sink's key template from a change's fields and primary-key columns."""
+
+    def __init__(self, template: str, pipeline: str):
+        self.template = template
+        self.pipeline = pipeline
+
+    def __call__(self, change: Change) -> bytes:
+        fields = dict(change.key or {})
+        fields.update(database=change.database, schema=change.schema, table=change.table,
+                      op=change.op, pipeline=self.pipeline)  # fmt: skip
+        try:
+            return self.template.format_map(fields).encode()
+        except (KeyError, IndexError, ValueError) as e:
+            raise SinkError(
+                f"sink.key template {self.template!r} does not fit {change.table_id} "
+                f"(key columns: {', '.join(change.key or {}) or 'none'}): {e!r}"
+            ) from e
+
+
+class EventRenderer:
+    """Turns what the mapper chain returned for one change into Kafka records.
+
+    The one place that decides topic, key, value bytes and the `cdc-event-id`
+    header of every record, used by the daemon and by `cdc.testing`. A Change
+    is rendered by the sink's format; an Event keeps its own topic/key/headers
+    where it set them. Example::
+
+        renderer = EventRenderer(make_format("json").render, "{schema}.{table}", None, "p")
+        out = []
+        renderer.render(change, [change], lambda *record: out.append(record))
+    """
+
+    def __init__(self, render: Renderer, topic_template: str, key_template: str | None,
+                 pipeline: str):  # fmt: skip
+        self.format = render
+        self.topic = TopicNamer(topic_template, pipeline)
+        self.key = KeyNamer(key_template, pipeline) if key_template else None
+        # Set by the pipeline to apply its error policy; None raises the error.
+        self.on_failure: RenderFailure | None = None
+
+    def render(self, change: Change, items: Iterable[Change | Event], emit: Emit) -> None:
+        """Hand every record made from `items` (the chain's output for `change`) to `emit`."""
+        n = 0
+        render = self.format
+        keyer = self.key
+        for item in items:
+            if type(item) is Change:
+                try:
+                    records = render(item)
+                except Exception as e:
+                    if self.on_failure is None:
+                        raise
+                    self.on_failure(item, e, n)
+                    n += 1
+                    continue
+                for topic, key, value in records:
+                    if keyer is not None and key is not None:
+                        key = keyer(item)
+                    emit(topic or self.topic(item), key, value,
+                         [(EVENT_ID_HEADER, event_id(item, n).encode())], item)  # fmt: skip
+                    n += 1
+            else:
+                assert type(item) is Event
+                origin = item.change or change
+                try:
+                    key_bytes, value = self._event_bytes(item, origin)
+                except (TypeError, ValueError) as e:  # a value JSON cannot encode
+                    if self.on_failure is None:
+                        raise
+                    self.on_failure(origin, e, n)
+                    n += 1
+                    continue
+                headers: Headers = list(item.headers)
+                if not any(h[0] == EVENT_ID_HEADER for h in headers):
+                    headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
+                emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
+                n += 1
+
+    def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
+        key = event.key
+        if key is None:
+            key = self.key(origin) if self.key is not None else origin.key
+        return encode(key), encode(event.value)
