@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .errors import CdcError, ConfigError
+from .jsonenc import loads_or_text
 
 
 def _load(config_path: str):
@@ -104,22 +105,6 @@ def _read_changes(path: str) -> list[Any]:
     return changes
 
 
-def _decoded(data: bytes | None) -> Any:
-    """JSON if the bytes are JSON, else text, else {"base64": ...}."""
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        pass
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        import base64
-
-        return {"base64": base64.b64encode(data).decode("ascii")}
-
-
 @main.command("test-mapper")
 @click.argument("config_path", metavar="CONFIG")
 @click.argument("changes_path", metavar="CHANGES")
@@ -149,8 +134,8 @@ def test_mapper(config_path: str, changes_path: str, pipeline: str | None) -> No
         sys.exit(1)
     for event in events:
         headers = {name: _decoded_header(value) for name, value in event.headers}
-        click.echo(json.dumps({"topic": event.topic, "key": _decoded(event.key),
-                               "value": _decoded(event.value), "headers": headers},
+        click.echo(json.dumps({"topic": event.topic, "key": loads_or_text(event.key),
+                               "value": loads_or_text(event.value), "headers": headers},
                               ensure_ascii=False))  # fmt: skip
 
 

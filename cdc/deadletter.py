@@ -5,7 +5,6 @@ Used by the pipeline's `skip` / `dead_letter` error policies.
 
 from __future__ import annotations
 
-import json
 import traceback
 from typing import Any
 
@@ -75,22 +74,6 @@ def refusal_code(error: SinkError) -> int | None:
         code: int = cause.args[0].code()
         return code if code in MESSAGE_REFUSALS else None
     return None
-
-
-def loads_or_text(data: bytes | None) -> Any:
-    """Bytes as JSON if they are JSON, else as text (binary as base64)."""
-    if data is None:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        pass
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        from mappers.formats import base64_text
-
-        return {"base64": base64_text(data)}
 
 
 def header_text(msg: Message, name: str) -> str | None:

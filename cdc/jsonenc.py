@@ -88,3 +88,18 @@ def encode(value: Any) -> bytes | None:
     if isinstance(value, str):
         return value.encode()
     return dumps(value)
+
+
+def loads_or_text(data: bytes | None) -> Any:
+    """Message bytes for people to read: JSON if they are JSON, else text, else
+    {"base64": ...}."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        pass
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}

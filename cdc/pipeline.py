@@ -39,12 +39,11 @@ from .deadletter import (
     dead_letter_record,
     format_traceback,
     header_text,
-    loads_or_text,
     plain,
     refusal_code,
 )
 from .errors import CdcError, MapperError, SinkError, SourceError
-from .jsonenc import dumps, encode
+from .jsonenc import dumps, encode, loads_or_text
 from .metrics import PipelineMetrics
 from .model import EVENT_ID_HEADER, Change, Commit, event_id, format_position
 from .offsets import OffsetStore
