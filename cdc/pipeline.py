@@ -131,7 +131,12 @@ class Pipeline:
         """Stream until `stop` is set or something fails; always checkpoint what is acked."""
         self._stop = stop
         try:
-            self.source.open(self.store.load())
+            stored = self.store.load()
+            self.source.open(stored)
+            if stored is None and self.source.start_position is not None:
+                # Remember where a first run starts before anything else: killed
+                # before its first acknowledgement, it must not restart "now".
+                self._save(self.source.start_position)
             self.running = True
             self.metrics.up.set(1)
             self._loop(stop)

@@ -52,12 +52,7 @@ def build_source(p: PipelineConfig) -> Any:
 
         return PostgresSource(src, name=p.name)
     if isinstance(src, MysqlSourceConfig):
-        if src.snapshot != "never":
-            raise ConfigError(
-                f"snapshot: {src.snapshot} is not available yet for mysql sources; set "
-                "snapshot: never (streaming starts at the current binlog position)",
-                key="source.snapshot",
-            )
+        # Every snapshot mode (initial | always | initial_only | never) is supported.
         from connectors.mysql.source import MysqlSource
 
         return MysqlSource(src, name=p.name)

@@ -25,6 +25,9 @@ class Source(Protocol):
 
     name: str
     finished: bool  # True when the source has nothing more to give (snapshot-only runs)
+    # Where a first run started, when only the offset store will remember it (MySQL);
+    # None when the database keeps the position itself (a PostgreSQL slot).
+    start_position: Any
 
     def open(self, stored_position: Any | None) -> None: ...
 

@@ -21,6 +21,12 @@ after the last acknowledged transaction: by GTID state on MariaDB (always;
 file/position. `Change.position` is ``(file, position of the transaction's
 first event)``: known before the commit arrives, so a transaction never has
 to be held in memory, and the same on every replay.
+
+Snapshot (``snapshot: initial | always | initial_only``; see `snapshot`). open()
+starts a consistent-snapshot transaction and reads the binlog position that
+matches it; read() hands out the rows as op "read" changes in bursts, then a
+`Commit` at that position (its acknowledgement stores ``snapshot_complete``),
+and only then connects the binlog dump, from exactly that position.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import re
 import select
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -55,6 +61,7 @@ from .rows import (
     WRITE_EVENTS,
     RowsDecoder,
 )
+from .snapshot import SnapshotPosition, TableSnapshot, describe_tables
 
 log = logging.getLogger("cdc.mysql")
 
@@ -142,6 +149,7 @@ class MysqlSource:
         self.name = name
         self.config = config
         self.finished = False
+        self.start_position: tuple[str, int, str] | None = None
         self._conn_args = parse_dsn(config.dsn)
         self._tables = (
             None if config.tables is None else {tuple(t.split(".", 1)) for t in config.tables}
@@ -171,6 +179,11 @@ class MysqlSource:
         self._mysql_gtids: Any = None  # MySQL: pymysqlreplication GtidSet
         self._acked: Any = None
         self._pending: list[Change | Commit] = []  # decoded during open(), given by read()
+        # The snapshot (snapshot: initial | always | initial_only), read before streaming.
+        self._snapshot: TableSnapshot | None = None
+        self._snapshot_rows: Iterator[Change] | None = None
+        self._snapshot_owed = False  # True until the snapshot's Commit has been handed out
+        self._stream_from: tuple[str, int, str] = ("", 0, "")
 
     # -- setup ----------------------------------------------------------------------
 
@@ -191,17 +204,29 @@ class MysqlSource:
             raise ConnectionLost(f"cannot connect to {self.config.redacted()}: {e}") from e
 
     def open(self, stored_position: Any | None) -> None:
+        owed = self._snapshot_needed(stored_position)
+        if not owed and self.config.snapshot == "initial_only":
+            log.info("snapshot already complete (snapshot: initial_only): nothing to do")
+            self.finished = True
+            return
         ctl = self._ctl = self._connect_ctl()
         try:
             variables = self._check_server(ctl)
             self._check_grants(ctl)
             self._check_server_id(ctl, variables)
+            if owed:
+                position = self._begin_snapshot(ctl, variables)
+                # Streaming continues exactly at the snapshot's binlog position.
+                stored_position = {"file": position.file, "pos": position.pos,
+                                   "gtid_set": position.gtid, "from_snapshot": True}  # fmt: skip
             file, pos, gtid = self._start_position(ctl, variables, stored_position)
         except SourceError:
+            self._end_snapshot()
             raise
         except Exception as e:
             import pymysql
 
+            self._end_snapshot()
             if isinstance(e, pymysql.err.OperationalError):
                 raise ConnectionLost(f"lost {self.config.redacted()} during setup: {e}") from e
             raise
@@ -210,8 +235,15 @@ class MysqlSource:
             json_columns=self._json_columns if self.is_mariadb else None,
         )
         self._file = file
+        self._acked = self.start_position = (file, pos, gtid)
+        self._stream_from = (file, pos, gtid)
+        if owed:
+            return  # streaming starts once the snapshot is read (in read())
+        self._start_streaming()
+
+    def _start_streaming(self) -> None:
+        file, pos, gtid = self._stream_from
         self._connect_stream(file, pos, gtid)
-        self._acked = (file, pos, gtid)
         log.info(
             "streaming the binlog of %s (%s) from %s:%d%s as server_id %d",
             self.config.redacted(), "MariaDB" if self.is_mariadb else "MySQL", file, pos,
@@ -220,6 +252,42 @@ class MysqlSource:
         # The server answers the dump command at once: a purged position shows here.
         if self._packets is not None and self._packets.pending(10.0):
             self._handle(self._packets.packet(), self._pending)
+
+    def _snapshot_needed(self, stored: dict[str, Any] | None) -> bool:
+        mode = self.config.snapshot
+        if mode == "always":
+            return True
+        if mode == "never":
+            return False
+        return not (stored and stored.get("snapshot_complete"))
+
+    def _begin_snapshot(self, ctl: Any, variables: dict[str, str]) -> SnapshotPosition:
+        listed = None if self._tables is None else sorted(self._tables)
+        tables = describe_tables(
+            ctl, self._wanted, listed,  # type: ignore[arg-type]
+            self._json_columns if self.is_mariadb else None,
+        )  # fmt: skip
+        snapshot = self._snapshot = TableSnapshot(
+            self._conn_args, self.is_mariadb, int(variables.get("server_id") or 0)
+        )
+        position = snapshot.begin()
+        self._snapshot_rows = snapshot.changes(tables, burst=BURST)
+        self._snapshot_owed = True
+        log.info(
+            "snapshot of %d table(s) at binlog %s:%d%s (%s)", len(tables), position.file,
+            position.pos, f", GTID {position.gtid!r}" if position.gtid else "",
+            "consistent snapshot, no lock" if self.is_mariadb
+            else "consistent snapshot, global read lock while reading the position",
+        )  # fmt: skip
+        return position
+
+    def _end_snapshot(self) -> None:
+        snapshot, self._snapshot = self._snapshot, None
+        rows, self._snapshot_rows = self._snapshot_rows, None
+        if rows is not None:
+            rows.close()  # type: ignore[attr-defined]
+        if snapshot is not None:
+            snapshot.close()
 
     def _check_server(self, ctl: Any) -> dict[str, str]:
         with ctl.cursor() as cur:
@@ -325,7 +393,7 @@ class MysqlSource:
                     "are lost to log mining. Re-snapshot the tables, then remove the offsets "
                     "file to start from the current position"
                 )
-            if self.is_mariadb and not gtid:
+            if self.is_mariadb and not gtid and not stored.get("from_snapshot"):
                 raise PositionLostError(
                     f"the stored position {file}:{pos} has no GTID state, which MariaDB needs "
                     "to resume; remove the offsets file and re-snapshot"
@@ -416,8 +484,12 @@ class MysqlSource:
     # -- streaming ------------------------------------------------------------------
 
     def read(self, timeout: float) -> Sequence[Change | Commit]:
+        if self._snapshot_rows is not None:
+            return self._read_snapshot()
         packets = self._packets
         if packets is None:
+            if self.finished:
+                time.sleep(timeout)  # initial_only: done, the pipeline is draining
             return ()
         out, self._pending = self._pending, []
         if not packets.pending(0 if out else timeout):
@@ -432,6 +504,30 @@ class MysqlSource:
             if not packets.pending(0):
                 break
         self._last_packet = time.monotonic()
+        return out
+
+    def _read_snapshot(self) -> list[Change | Commit]:
+        """The next burst of snapshot rows; after the last, the Commit whose position
+        is the snapshot's binlog position, then streaming starts there."""
+        rows, snapshot = self._snapshot_rows, self._snapshot
+        assert rows is not None and snapshot is not None
+        out: list[Change | Commit] = []
+        append = out.append
+        for change in rows:
+            append(change)
+            if len(out) >= BURST:
+                return out
+        self._snapshot_rows = None
+        self._snapshot = None
+        log.info("snapshot read: %d rows", snapshot.rows_read)
+        file, pos, gtid = self._stream_from
+        # Once acknowledged, the offsets record the snapshot as complete.
+        out.append(Commit((file, pos, self._gtid_text), None, snapshot.commit_ts))
+        self._snapshot_owed = False
+        if self.config.snapshot == "initial_only":
+            self.finished = True
+        else:
+            self._start_streaming()
         return out
 
     def _handle(self, packet: bytes, out: list[Change | Commit]) -> None:
@@ -591,9 +687,13 @@ class MysqlSource:
 
     def position_to_store(self, position: Any) -> dict[str, Any]:
         file, pos, gtid = position
-        return {"file": file, "pos": pos, "gtid_set": gtid}
+        # Every position handed out during a run with a snapshot comes after the
+        # snapshot's Commit: once one is acknowledged, the snapshot is complete.
+        return {"source": "mysql", "file": file, "pos": pos, "gtid_set": gtid,
+                "snapshot_complete": not self._snapshot_owed}  # fmt: skip
 
     def close(self) -> None:
+        self._end_snapshot()
         reader, self._reader = self._reader, None
         self._packets = None
         ctl, self._ctl = self._ctl, None

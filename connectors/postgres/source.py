@@ -74,6 +74,7 @@ class PostgresSource:
         # Acknowledging this position means the snapshot is in Kafka (None: none owed).
         self._snapshot_position: int | None = None
         self.finished = False  # initial_only: set once the snapshot is read
+        self.start_position = None  # the slot keeps the position
 
     # -- setup ----------------------------------------------------------------------
 

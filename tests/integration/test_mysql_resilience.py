@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.integration.pipeline_helpers import key_of, value_of
+from tests.integration.pipeline_helpers import key_of, value_of, wait_for_events
 from tests.integration.services import create_topics, read_topic, stop_daemon, wait_until
 from tests.integration.test_mysql_source import run_sql, write_mysql_config
 
@@ -117,3 +117,37 @@ def test_kill_9_at_random_moments_loses_no_committed_row(
     assert set(seen) == set(committed), "rows arrived that were rolled back or never written"
     extra = sum(seen.values()) - len(seen)
     print(f"{len(committed)} rows, {kills} kills: {len(messages)} events, {extra} replayed")
+
+
+def test_mariadb_restart_while_streaming_reconnects_without_loss(
+    tmp_path, mariadb_server, mariadb_db, kafka_broker, cdc_daemon
+):
+    """The daemon survives a MariaDB restart: the source raises ConnectionLost and the
+    runtime reconnects with backoff, resuming by GTID in the server's new binlog file."""
+    db = mariadb_db.name
+    run_sql(mariadb_server, db, "CREATE TABLE t (id int primary key);\n"
+            "INSERT INTO t VALUES (1), (2)")  # fmt: skip
+    topic = f"{db}.t"
+    create_topics(kafka_broker.bootstrap, [topic], partitions=1)
+    config = write_mysql_config(tmp_path, mariadb_db, kafka_broker.bootstrap, snapshot="initial",
+                                tables=[f"{db}.t"])  # fmt: skip
+    proc = cdc_daemon(config)
+    wait_for_events(kafka_broker.bootstrap, topic, 2)
+    run_sql(mariadb_server, db, "INSERT INTO t VALUES (3)")
+    wait_for_events(kafka_broker.bootstrap, topic, 3)
+    mariadb_server.restart()
+    run_sql(mariadb_server, db, "INSERT INTO t VALUES (4)")
+
+    def all_there() -> bool:
+        assert proc.poll() is None, proc.log_path.read_text()[-3000:]
+        ids = {key_of(m)["id"] for m in read_topic(kafka_broker.bootstrap, topic, idle=0.5)}
+        return ids >= {1, 2, 3, 4}
+
+    wait_until(all_there, timeout=90, interval=1.0, what="row 4 after the restart")
+    run_sql(mariadb_server, db, "INSERT INTO t VALUES (5)")
+    wait_until(lambda: {key_of(m)["id"] for m in read_topic(kafka_broker.bootstrap, topic,
+                                                             idle=0.5)} >= {5},
+               timeout=30, interval=0.5, what="row 5")  # fmt: skip
+    assert proc.poll() is None
+    assert stop_daemon(proc, signal.SIGTERM, timeout=30) == 0
+    assert "lost its source" in proc.log_path.read_text()

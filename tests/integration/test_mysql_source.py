@@ -288,3 +288,18 @@ def test_alter_table_mid_stream_keeps_rows_labelled(
         {"id": 3, "c": '{"x": 3}', "b": 30},
         {"id": 4, "c": None, "b": "four"},
     ]
+
+
+def test_mysql_example_config_validates():
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    env = dict(os.environ, MYSQL_DSN="mysql://cdc:secret@127.0.0.1:3306/shop")
+    done = subprocess.run(
+        [sys.executable, "-m", "cdc", "validate", "config/examples/mysql.yaml"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shop_mysql" in done.stdout

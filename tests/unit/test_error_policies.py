@@ -80,6 +80,7 @@ class FakeSink:
 
 class FakeSource:
     finished = False
+    start_position = None
 
     def __init__(self) -> None:
         self.acked: list[Any] = []

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cdc.config import MysqlSourceConfig
-from cdc.errors import ConfigError, PositionLostError
+from cdc.errors import PositionLostError
 from cdc.model import Change, Commit
 from cdc.runtime import build_source
 from connectors.mysql import events as ev
@@ -80,7 +80,8 @@ def test_a_transaction_gives_its_changes_then_a_commit():
                              "file": "binlog.000003"}  # fmt: skip
     assert commit.position == ("binlog.000003", log.pos, "0-1-5")
     assert src.position_to_store(commit.position) == {
-        "file": "binlog.000003", "pos": log.pos, "gtid_set": "0-1-5"}
+        "source": "mysql", "file": "binlog.000003", "pos": log.pos, "gtid_set": "0-1-5",
+        "snapshot_complete": True}
 
 
 def test_tables_outside_the_filter_give_only_the_commit():
@@ -137,7 +138,7 @@ def _pipeline(snapshot: str) -> Any:
     )
 
 
-def test_runtime_builds_the_mysql_source_and_refuses_snapshots():
-    assert isinstance(build_source(_pipeline("never")), MysqlSource)
-    with pytest.raises(ConfigError, match="not available yet for mysql"):
-        build_source(_pipeline("initial"))
+def test_runtime_builds_the_mysql_source_in_every_snapshot_mode():
+    for mode in ("never", "initial", "always", "initial_only"):
+        built = build_source(_pipeline(mode))
+        assert isinstance(built, MysqlSource) and built.config.snapshot == mode
