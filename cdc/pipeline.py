@@ -136,7 +136,8 @@ class Pipeline:
             if stored is None and self.source.start_position is not None:
                 # Remember where a first run starts before anything else: killed
                 # before its first acknowledgement, it must not restart "now".
-                self._save(self.source.start_position)
+                # (Not an acknowledgement: the same position acked later is saved again.)
+                self._write_offsets(self.source.start_position)
             self.running = True
             self.metrics.up.set(1)
             self._loop(stop)
@@ -229,14 +230,18 @@ class Pipeline:
                 raise
 
     def _save(self, position: Any) -> None:
+        """Record an acknowledged position (once per position)."""
         if position == self._saved_position:
             return
+        self._write_offsets(position)
+        self._saved_position = position
+        self._last_save = time.monotonic()
+
+    def _write_offsets(self, position: Any) -> None:
         offsets = self.source.position_to_store(position)
         offsets["pipeline"] = self.name
         offsets["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.store.save(offsets)
-        self._saved_position = position
-        self._last_save = time.monotonic()
 
     def _drain(self) -> None:
         """Wait for in-flight events, checkpoint what the broker acknowledged, close."""
