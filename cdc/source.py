@@ -40,3 +40,16 @@ class Source(Protocol):
     def position_to_store(self, position: Any) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+def snapshot_owed(mode: str, stored: dict[str, Any] | None) -> bool:
+    """Whether a run in snapshot `mode` must read the tables, given the stored offsets.
+
+    `always` does at every start; `initial` and `initial_only` until a snapshot
+    was recorded complete (`snapshot_complete` in the offsets); `never` never.
+    """
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    return not (stored and stored.get("snapshot_complete"))

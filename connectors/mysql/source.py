@@ -50,6 +50,7 @@ from cdc.errors import (
     SourceSetupError,
 )
 from cdc.model import DELETE, INSERT, TRUNCATE, UPDATE, Change, Commit
+from cdc.source import snapshot_owed
 
 from . import events as ev
 from .rows import (
@@ -204,7 +205,7 @@ class MysqlSource:
             raise ConnectionLost(f"cannot connect to {self.config.redacted()}: {e}") from e
 
     def open(self, stored_position: Any | None) -> None:
-        owed = self._snapshot_needed(stored_position)
+        owed = snapshot_owed(self.config.snapshot, stored_position)
         if not owed and self.config.snapshot == "initial_only":
             log.info("snapshot already complete (snapshot: initial_only): nothing to do")
             self.finished = True
@@ -252,14 +253,6 @@ class MysqlSource:
         # The server answers the dump command at once: a purged position shows here.
         if self._packets is not None and self._packets.pending(10.0):
             self._handle(self._packets.packet(), self._pending)
-
-    def _snapshot_needed(self, stored: dict[str, Any] | None) -> bool:
-        mode = self.config.snapshot
-        if mode == "always":
-            return True
-        if mode == "never":
-            return False
-        return not (stored and stored.get("snapshot_complete"))
 
     def _begin_snapshot(self, ctl: Any, variables: dict[str, str]) -> SnapshotPosition:
         listed = None if self._tables is None else sorted(self._tables)

@@ -22,6 +22,7 @@ import psycopg
 from cdc.config import PostgresSourceConfig
 from cdc.errors import PositionLostError, SlotInUse, SourceError, SourceSetupError
 from cdc.model import MESSAGE, Change, Commit
+from cdc.source import snapshot_owed
 
 from .lsn import format_lsn, parse_lsn
 from .pgoutput import PgoutputDecoder
@@ -81,7 +82,7 @@ class PostgresSource:
     def open(self, stored_position: Any | None) -> None:
         cfg = self.config
         snapshot_only = cfg.snapshot == "initial_only"
-        owed = self._snapshot_owed(stored_position)
+        owed = snapshot_owed(self.config.snapshot, stored_position)
         try:
             with psycopg.Connection.connect(cfg.dsn, autocommit=True) as conn:
                 self.database = conn.info.dbname
@@ -182,14 +183,6 @@ class PostgresSource:
                 return None
             pid = row[0]
         return pid
-
-    def _snapshot_owed(self, stored: dict[str, Any] | None) -> bool:
-        mode = self.config.snapshot
-        if mode == "always":
-            return True
-        if mode == "never":
-            return False
-        return not (stored and stored.get("snapshot_complete"))
 
     def _published_tables(
         self, conn: psycopg.Connection, server_version: int
