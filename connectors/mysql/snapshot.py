@@ -39,9 +39,10 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from cdc.errors import ConnectionLost, SourceError, SourceSetupError
+from cdc.errors import SourceSetupError
 from cdc.model import READ, Change
 
+from .errors import classify
 from .rows import _time_value, python_encoding
 
 log = logging.getLogger("cdc.mysql")
@@ -316,10 +317,8 @@ def describe_tables(
 def _lost(e: Exception, what: str) -> Exception:
     import pymysql
 
-    if isinstance(e, pymysql.err.OperationalError | pymysql.err.InterfaceError):
-        return ConnectionLost(f"{what}: {e}")
-    if isinstance(e, pymysql.err.MySQLError):
-        return SourceError(f"{what}: {e}")
+    if isinstance(e, (pymysql.err.MySQLError, OSError)):
+        return classify(e, what)
     return e
 
 

@@ -53,6 +53,7 @@ from cdc.model import DELETE, INSERT, TRUNCATE, UPDATE, Change, Commit
 from cdc.source import snapshot_owed
 
 from . import events as ev
+from .errors import classify, is_transient
 from .rows import (
     DELETE_EVENTS,
     PARTIAL_UPDATE_ROWS_EVENT,
@@ -196,13 +197,8 @@ class MysqlSource:
         try:
             return pymysql.connect(**args, autocommit=True, charset="utf8mb4",
                                    connect_timeout=10)  # fmt: skip
-        except pymysql.err.OperationalError as e:
-            code = e.args[0] if e.args else 0
-            if code in (1044, 1045):
-                raise SourceSetupError(
-                    f"cannot log in to {self.config.redacted()}: {e.args[1]}"
-                ) from e
-            raise ConnectionLost(f"cannot connect to {self.config.redacted()}: {e}") from e
+        except pymysql.err.MySQLError as e:
+            raise classify(e, f"cannot connect to {self.config.redacted()}") from e
 
     def open(self, stored_position: Any | None) -> None:
         owed = snapshot_owed(self.config.snapshot, stored_position)
@@ -228,8 +224,8 @@ class MysqlSource:
             import pymysql
 
             self._end_snapshot()
-            if isinstance(e, pymysql.err.OperationalError):
-                raise ConnectionLost(f"lost {self.config.redacted()} during setup: {e}") from e
+            if isinstance(e, (pymysql.err.MySQLError, OSError)):
+                raise classify(e, f"setting up {self.config.redacted()}") from e
             raise
         self._decoder = RowsDecoder(
             is_mariadb=self.is_mariadb,
@@ -440,7 +436,7 @@ class MysqlSource:
         try:
             connect()
         except Exception as e:
-            raise ConnectionLost(f"cannot start the binlog dump: {e}") from e
+            raise classify(e, "cannot start the binlog dump") from e
         self._reader = reader
         self._packets = PacketReader(reader._stream_connection._sock)
         self._last_packet = time.monotonic()
@@ -535,7 +531,8 @@ class MysqlSource:
                         f"{message}. The binlog was probably purged: re-snapshot the tables, "
                         "then remove the offsets file to start from the current position"
                     )
-                raise ConnectionLost(f"binlog dump failed: error {code}: {message}")
+                text = f"binlog dump failed: error {code}: {message}"
+                raise ConnectionLost(text) if is_transient(code) else SourceSetupError(text)
             if first == 0xFE and len(packet) < 9:
                 raise ConnectionLost("the server ended the binlog stream")
             return
@@ -622,13 +619,23 @@ class MysqlSource:
 
     def _query(self, header: ev.Header, body: bytes, out: list[Change | Commit]) -> None:
         default_schema, sql = ev.parse_query(body)
-        word = sql.lstrip()[:8].upper()
-        if word.startswith("BEGIN") or word.startswith("XA START"):
+        word = " ".join(sql[:40].split()).upper()
+        if word.startswith("XA "):
+            # The rows of an XA transaction are logged at XA PREPARE and only become
+            # real at a later XA COMMIT: publishing them here could publish rows
+            # that are rolled back. Stop rather than guess.
+            raise SourceError(
+                f"XA transaction at {self._file}:{header.log_pos} ({sql[:60]!r}): XA "
+                "transactions are not supported yet; exclude the tables they touch"
+            )
+        if word.startswith("BEGIN"):
             if not self._txn_open:
                 self._begin(header)
             self._in_txn = True
             return
-        if word.startswith("COMMIT") or word.startswith("ROLLBACK") or word.startswith("XA END"):
+        if word.startswith(("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT")):
+            return  # inside the transaction: not its end
+        if word.startswith(("COMMIT", "ROLLBACK")):
             self._commit(header, out)
             return
         if not self._txn_open:
