@@ -346,13 +346,8 @@ class MysqlSource:
         # next writes to it: at most one heartbeat.
         deadline = time.monotonic() + max(REPLICA_RELEASE_WAIT, self.config.heartbeat_interval + 2)
         while True:
-            with ctl.cursor() as cur:
-                try:
-                    cur.execute("SHOW SLAVE HOSTS")
-                except Exception:
-                    cur.execute("SHOW REPLICAS")
-                ids = {int(r[0]) for r in cur.fetchall()}
-            if sid not in ids:
+            ids = self._replica_ids(ctl)
+            if ids is None or sid not in ids:
                 return
             if time.monotonic() > deadline:
                 raise SlotInUse(
@@ -360,6 +355,35 @@ class MysqlSource:
                     "give this pipeline a unique source.server_id, or stop the other reader"
                 )
             time.sleep(0.5)
+
+    def _replica_ids(self, ctl: Any) -> set[int] | None:
+        """server_ids of the connected replicas; None when this user may not list them.
+
+        Listing needs more than the grants streaming needs (MariaDB 10.5+: REPLICATION
+        MASTER ADMIN): without it the check is skipped, and a clash shows up as the
+        server ending one of the two dumps.
+        """
+        import pymysql
+
+        statements = ("SHOW REPLICA HOSTS", "SHOW SLAVE HOSTS", "SHOW REPLICAS")
+        for sql in statements:
+            try:
+                with ctl.cursor() as cur:
+                    cur.execute(sql)
+                    return {int(r[0]) for r in cur.fetchall()}
+            except pymysql.err.ProgrammingError:
+                continue  # this server spells it differently
+            except pymysql.err.OperationalError as e:
+                if e.args and e.args[0] in (1227, 1044, 1142):
+                    log.warning(
+                        "cannot list replicas to check that server_id %d is unique (%s); "
+                        "grant REPLICATION MASTER ADMIN (MariaDB) or REPLICATION SLAVE "
+                        "ADMIN / REPLICATION CLIENT (MySQL) to have it checked",
+                        self.config.server_id, e.args[1] if len(e.args) > 1 else e,
+                    )
+                    return None
+                raise
+        return None
 
     def _start_position(
         self, ctl: Any, variables: dict[str, str], stored: dict[str, Any] | None

@@ -76,3 +76,17 @@ def test_xa_transactions_are_refused_not_published(mariadb_server, mariadb_db):
             assert not [i for i in items if type(i) is Change], "an XA row was published"
     finally:
         src.close()
+
+
+def test_the_documented_grants_are_enough_to_start(mariadb_server, mariadb_db):
+    user = f"cdc_{uuid.uuid4().hex[:6]}"
+    mariadb_server.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")
+    mariadb_server.execute(
+        f"GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '{user}'@'%'"
+    )
+    try:
+        src = source(f"mysql://{user}:pw@127.0.0.1:{mariadb_server.port}/{mariadb_db.name}")
+        src.open(None)
+        src.close()
+    finally:
+        mariadb_server.execute(f"DROP USER '{user}'@'%'")
