@@ -215,7 +215,7 @@ class MysqlSource:
                 position = self._begin_snapshot(ctl, variables)
                 # Streaming continues exactly at the snapshot's binlog position.
                 stored_position = {"file": position.file, "pos": position.pos,
-                                   "gtid_set": position.gtid, "from_snapshot": True}  # fmt: skip
+                                   "gtid_set": position.gtid}  # fmt: skip
             file, pos, gtid = self._start_position(ctl, variables, stored_position)
         except SourceError:
             self._end_snapshot()
@@ -406,11 +406,19 @@ class MysqlSource:
                     "are lost to log mining. Re-snapshot the tables, then remove the offsets "
                     "file to start from the current position"
                 )
-            if self.is_mariadb and not gtid and not stored.get("from_snapshot"):
-                raise PositionLostError(
-                    f"the stored position {file}:{pos} has no GTID state, which MariaDB needs "
-                    "to resume; remove the offsets file and re-snapshot"
-                )
+            if self.is_mariadb and not gtid:
+                # MariaDB resumes by GTID state only; derive it from file:pos (a start
+                # position saved before the server logged any GTID has none).
+                with ctl.cursor() as cur:
+                    cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                    found = cur.fetchone()
+                if found is None or found[0] is None:
+                    raise PositionLostError(
+                        f"the stored position {file}:{pos} cannot be turned into a GTID "
+                        "state (is the binlog purged?); re-snapshot the tables, then remove "
+                        "the offsets file"
+                    )
+                gtid = str(found[0])
         else:
             file, pos = str(row[0]), int(row[1])
             if self.is_mariadb:
