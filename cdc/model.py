@@ -15,9 +15,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 # Change.op values. Plain strings so mapper authors can compare with literals.
 INSERT = "insert"
@@ -130,8 +129,6 @@ class Event:
     change: Change | None = None
 
 
-MapperResult = Union[None, Change, Event, "list[Change | Event]"]
-Mapper = Callable[[Change], Any]
 
 # Header carrying the deterministic event id (same change -> same id on replay).
 EVENT_ID_HEADER = "cdc-event-id"

@@ -372,12 +372,10 @@ class Pipeline:
                 )
             msg = r.message
             eid = header_text(msg, EVENT_ID_HEADER) or ""
-            if r.change is not None:
-                self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
-                            None, r.change, eid, msg.topic())  # fmt: skip
-            else:
-                self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
-                            None, None, eid, msg.topic(), msg)  # fmt: skip
+            # Without the change (small messages keep none), the record carries the message.
+            self._apply(self.on_error, r.txn, "broker", None, r.error.name(), r.error.str(),
+                        None, r.change, eid, msg.topic(),
+                        msg if r.change is None else None)  # fmt: skip
             r.txn.settle()
 
     def _apply(

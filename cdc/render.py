@@ -23,8 +23,6 @@ RenderFailure = Callable[[Change, Exception, int], None]
 class TopicNamer:
     """Fills the sink's topic template from a change's fields, cached per table and op."""
 
-    FIELDS = ("database", "schema", "table", "op")
-
     def __init__(self, template: str, pipeline: str):
         self.template = template
         self.pipeline = pipeline

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cdc.config import TEMPLATE_FIELDS
 from cdc.model import DELETE, Change, Event
 
 from .filter import (
@@ -42,8 +43,6 @@ from .filter import (
 )
 from .formats import make_format
 
-CHANGE_FIELDS = ("database", "schema", "table", "op", "pipeline")
-
 
 class _Template:
     """A `str.format` template over the change's fields and its row's columns."""
@@ -51,7 +50,7 @@ class _Template:
     def __init__(self, template: str, where: str, pipeline: str):
         self.template = template
         fields = template_fields(template, where)
-        self.columns = [f for f in fields if f not in CHANGE_FIELDS]
+        self.columns = [f for f in fields if f not in TEMPLATE_FIELDS]
         self.pipeline = pipeline
 
     def render(self, change: Change, row: dict[str, Any] | None) -> str | None:
