@@ -19,6 +19,7 @@ callbacks from `poll()`/`flush()`, which the pipeline calls itself.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -46,13 +47,14 @@ class Refusal:
 class Txn:
     """Delivery bookkeeping of one source transaction."""
 
-    __slots__ = ("pending", "position", "closed", "on_delivery", "on_dead_letter_delivery",
-                 "_owner")  # fmt: skip
+    __slots__ = ("pending", "position", "closed", "commit_ts", "on_delivery",
+                 "on_dead_letter_delivery", "_owner")  # fmt: skip
 
     def __init__(self, owner: Checkpointer):
         self.pending = 0
         self.position: Any = None
         self.closed = False
+        self.commit_ts = 0  # the source's commit time, µs since the epoch (0: unknown)
         self._owner = owner
         # One bound method per transaction, handed to every produce() call of
         # it: no per-event closure.
@@ -108,6 +110,10 @@ class Checkpointer:
         # Refused messages waiting for the pipeline's error policy, in report order.
         self.refused: list[Refusal] = []
         self.acked_position: Any = None
+        # Transactions fully acknowledged, and their commit -> acknowledgement
+        # latencies in seconds, since the pipeline last collected them.
+        self.acked = 0
+        self.latencies: list[float] = []
 
     def refuse(self, refusal: Refusal) -> None:
         self.refused.append(refusal)
@@ -126,24 +132,40 @@ class Checkpointer:
         self._open.append(txn)
         return txn
 
-    def commit(self, txn: Txn, position: Any) -> None:
+    def commit(self, txn: Txn, position: Any, commit_ts: int = 0) -> None:
         txn.position = position
+        txn.commit_ts = commit_ts
         txn.closed = True
 
     def advance(self) -> Any | None:
         """Drop the finished head transactions; return the new safe position, if it moved."""
         moved = None
         queue = self._open
+        if not queue or not queue[0].closed or queue[0].pending:
+            return None
+        now_us = time.time() * 1e6
+        latencies = self.latencies
+        acked = 0
         while queue:
             head = queue[0]
             if not head.closed or head.pending:
                 break
             queue.popleft()
+            acked += 1
+            if head.commit_ts:
+                latencies.append((now_us - head.commit_ts) / 1e6)
             if head.position is not None:
                 moved = head.position
+        self.acked += acked
         if moved is not None:
             self.acked_position = moved
         return moved
+
+    def take_stats(self) -> tuple[int, list[float]]:
+        """Transactions acknowledged and their latencies since the last call."""
+        stats = (self.acked, self.latencies)
+        self.acked, self.latencies = 0, []
+        return stats
 
     @property
     def idle(self) -> bool:

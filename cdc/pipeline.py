@@ -205,6 +205,10 @@ class Pipeline:
         metrics.changes.inc(changes)
         metrics.events.inc(events)
         metrics.transactions.inc(transactions)
+        acked, latencies = self.checkpointer.take_stats()
+        if acked:
+            metrics.transactions_acked.inc(acked)
+            metrics.latency.observe_all(latencies)
         metrics.in_flight.set(self.checkpointer.in_flight)
 
     def _while_blocked(self) -> None:
@@ -278,7 +282,7 @@ class Pipeline:
         txn = self._txn
         if txn is None:
             txn = self.checkpointer.begin()
-        self.checkpointer.commit(txn, commit.position)
+        self.checkpointer.commit(txn, commit.position, commit.commit_ts)
         self._txn = None
         self.counts[2] += 1
 

@@ -51,3 +51,36 @@ def test_delivery_failure_is_recorded_and_not_counted():
     t.on_delivery(Err(), "msg")
     assert cp.failure is not None
     assert cp.advance() is None
+
+
+def test_acknowledged_transactions_report_their_commit_latency():
+    import time
+
+    cp = Checkpointer()
+    a, b = cp.begin(), cp.begin()
+    a.pending = 1
+    now_us = int(time.time() * 1e6)
+    cp.commit(a, 10, now_us - 20_000)  # committed 20 ms ago
+    cp.commit(b, 20, 0)  # no commit time known: counted, not timed
+    assert cp.advance() is None
+    assert cp.take_stats() == (0, [])
+    a.pending = 0
+    assert cp.advance() == 20
+    acked, latencies = cp.take_stats()
+    assert acked == 2
+    assert len(latencies) == 1 and 0.02 <= latencies[0] < 1.0
+    assert cp.take_stats() == (0, [])
+
+
+def test_latency_histogram_exposes_cumulative_buckets():
+    from prometheus_client import generate_latest
+
+    from cdc.metrics import PipelineMetrics
+
+    m = PipelineMetrics("latency-test")
+    m.latency.observe_all([0.004, 0.009, 0.2, 1000.0])
+    text = generate_latest().decode()
+    line = 'cdc_commit_to_ack_seconds_bucket{le="0.01",pipeline="latency-test"} 2.0'
+    assert line in text
+    assert 'cdc_commit_to_ack_seconds_bucket{le="+Inf",pipeline="latency-test"} 4.0' in text
+    assert 'cdc_commit_to_ack_seconds_count{pipeline="latency-test"} 4.0' in text
