@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.daemon import BenchError, Daemon
+from bench.daemon import BenchError, Daemon, process_cpu_seconds
 from bench.env import Services
 from bench.promtext import Samples
 from bench.report import Figure, Notes
@@ -128,10 +128,12 @@ def cpu_note(rows: int, daemon_runs: list[dict[str, Any]], baseline: str,
     """
     cpu = median([d["cpu_s"] for d in daemon_runs])
     busy = cpu / median([d["up_s"] for d in daemon_runs])
+    broker = median([d["broker_cpu_s"] for d in daemon_runs])
     return (
         f"CPU (median): the daemon process {cpu:.2f} s during the drain "
-        f"({cpu / rows * 1e6:.1f} µs/row, {busy:.0%} of one core), {baseline} "
-        f"{median(baseline_cpu):.2f} s ({server}: the same work for both, not counted)."
+        f"({cpu / rows * 1e6:.1f} µs/row, {busy:.0%} of one core), the broker {broker:.2f} s "
+        f"on the same 2 cores, {baseline} {median(baseline_cpu):.2f} s "
+        f"({server}: the same work for both, not counted)."
     )
 
 
@@ -149,7 +151,8 @@ def measure_drain(
 
     `topic` (created with one partition) must end up holding `rows` messages.
     "up_s" runs from /readyz to the daemon's last acknowledgement, "wall_s" from
-    the process start; "cpu_s" is the daemon's CPU time between the two.
+    the process start; "cpu_s" and "broker_cpu_s" are the daemon's and the
+    broker's CPU time from /readyz to the end.
     """
     workdir = services.workdir(name)
     with services.broker(topics=(topic,)) as broker:
@@ -164,14 +167,19 @@ def measure_drain(
             return (f"daemon: {changes:,.0f} of {rows:,} changes read, "
                     f"{in_flight:,.0f} events in flight")  # fmt: skip
 
+        def broker_cpu() -> float:
+            return (process_cpu_seconds(broker.pid) if broker.pid else None) or 0.0
+
         daemon.start()
         try:
             daemon.wait_ready()
             cpu_up = daemon.cpu_seconds() or 0.0
+            broker_up = broker_cpu()
             final = daemon.wait_for(lambda s: done(daemon, s), timeout=120 + rows / 2000,
                                     progress=progress)  # fmt: skip
             seen = time.time()
             cpu = (daemon.cpu_seconds() or 0.0) - cpu_up
+            broker_cpu_s = broker_cpu() - broker_up
             end = daemon.acked_at(final) or seen
             hwm = daemon.peak_rss_kib()
             changes = daemon.metric(final, "cdc_changes_total")
@@ -189,6 +197,7 @@ def measure_drain(
         "noticed_after_s": seen - end,
         "cpu_s": cpu,
         "startup_cpu_s": cpu_up,
+        "broker_cpu_s": broker_cpu_s,
         "peak_rss_mb": hwm / 1024 if hwm else None,
         "max_sampled_rss_mb": max(rss) / 1024 if rss else None,
         "changes": changes,

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from bench.common import Context, say, topic_message_count
-from bench.daemon import BenchError, Daemon
+from bench.daemon import BenchError, Daemon, process_cpu_seconds
 from bench.pg import RSS_LIMIT_MB, SMALL_COLUMNS, SMALL_DDL
 from bench.promtext import (
     Samples,
@@ -123,11 +123,12 @@ def _pgbench(ctx: Context, db: str, seconds: int, script: str) -> dict[str, Any]
     out = proc.stdout
     processed = re.search(r"number of transactions actually processed: (\d+)", out)
     tps = re.search(r"tps = ([\d.]+)", out)
-    lag = re.search(r"rate limit schedule lag: avg ([\d.]+)", out)
+    lag = re.search(r"rate limit schedule lag: avg ([\d.]+) \(max ([\d.]+)\)", out)
     return {
         "transactions": int(processed.group(1)) if processed else None,
         "tps": float(tps.group(1)) if tps else None,
         "schedule_lag_avg_ms": float(lag.group(1)) if lag else None,
+        "schedule_lag_max_ms": float(lag.group(2)) if lag else None,
         "output": out[-1500:],
     }
 
@@ -172,6 +173,10 @@ def latency(ctx: Context) -> None:
                     "tables": [f"public.{TABLE}"], "snapshot": "never"},
         )  # fmt: skip
         recorder = ArrivalRecorder(broker.bootstrap, topic)
+
+        def broker_cpu() -> float:
+            return (process_cpu_seconds(broker.pid) if broker.pid else None) or 0.0
+
         daemon.start()
         try:
             daemon.wait_ready()
@@ -195,6 +200,7 @@ def latency(ctx: Context) -> None:
                     before = daemon.scrape()
                     t_window = now
                     cpu_window = daemon.cpu_seconds() or 0.0
+                    broker_window = broker_cpu()
                 if before is not None:
                     kib = daemon.sample_rss()
                     if kib is not None:
@@ -205,7 +211,9 @@ def latency(ctx: Context) -> None:
                     say(f"latency: {now - t_write:.0f} s, daemon read "
                         f"{daemon.metric(s, 'cdc_changes_total') or 0:,.0f} changes, "
                         f"consumer received {len(recorder.arrivals):,}")  # fmt: skip
-            busy = ((daemon.cpu_seconds() or 0.0) - cpu_window) / (time.time() - t_window)
+            window_s = time.time() - t_window
+            busy = ((daemon.cpu_seconds() or 0.0) - cpu_window) / window_s
+            broker_busy = (broker_cpu() - broker_window) / window_s
             if not result:
                 raise BenchError("pgbench did not report (see above)")
             if before is None:
@@ -270,13 +278,17 @@ def latency(ctx: Context) -> None:
         f"{histogram_count(buckets):,.0f} histogram observations). Consumer receipt = "
         "time.time() when confluent-kafka's poll() returned the message minus the "
         "envelope's source.ts_us (the commit time), exact per message. "
-        f"pgbench's mean schedule lag: {result.get('schedule_lag_avg_ms')} ms. The daemon "
-        f"process used {busy:.0%} of one core during the window."
+        f"pgbench's schedule lag: mean {result.get('schedule_lag_avg_ms')} ms, max "
+        f"{result.get('schedule_lag_max_ms')} ms (a writer late by much more than a few ms "
+        "was itself short of CPU: the machine was busy). The daemon process used "
+        f"{busy:.0%} of one core during the window, the broker {broker_busy:.0%}. "
+        "Per-second p50/max of the consumer-side latency: latest.json, "
+        "details.latency.consumer_ms_per_second."
     ))  # fmt: skip
     ctx.details["latency"] = {
         "seconds": seconds, "warmup_seconds": warmup, "rate_asked": ctx.rate,
         "pgbench": result, "published": published, "received": len(recorder.arrivals),
         "histogram_buckets_window": buckets, "consumer_ms": consumer,
         "consumer_ms_per_second": per_second,
-        "rss_mb_samples": rss, "daemon_cpu_share": busy,
+        "rss_mb_samples": rss, "daemon_cpu_share": busy, "broker_cpu_share": broker_busy,
     }  # fmt: skip

@@ -755,6 +755,11 @@ class KafkaBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's pid while it runs (e.g. to read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
 
 def create_topics(
     bootstrap: str, names: Iterable[str], partitions: int = 1, timeout: float = 10.0
