@@ -48,7 +48,7 @@ DECIMAL_MODES = ("string", "base64")
 OFFSET_STORES = ("file", "kafka", "postgres")
 TEMPLATE_FIELDS = ("database", "schema", "table", "op", "pipeline")
 # Accepted by the schema so that configs are forward compatible, refused at load time.
-NOT_AVAILABLE_YET = {"format": ("avro",), "store": ("kafka", "postgres")}
+NOT_AVAILABLE_YET: dict[str, tuple[str, ...]] = {"format": (), "store": ("kafka", "postgres")}
 
 # librdkafka settings under the user's `properties`. message.timeout.ms=0 makes
 # the producer retry until the broker comes back: the checkpoint simply waits.
@@ -135,6 +135,9 @@ class MysqlSourceConfig:
     exclude_tables: tuple[str, ...] = ()
     snapshot: str = "initial"
     heartbeat_interval: float = 10.0
+    # Publish DDL statements on captured tables/databases as op "schema" changes
+    # (off by default: consumers of existing pipelines would get a new kind of record).
+    schema_changes: bool = False
 
     def redacted(self) -> str:
         """The DSN with its password hidden: mysql://user:***@host:3306/db."""
@@ -164,6 +167,33 @@ class MapperConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SchemaRegistryConfig:
+    """The Confluent Schema Registry of `format: avro` (SchemaRegistryClient settings).
+
+    `properties` holds further client settings by their confluent-kafka names
+    (e.g. ``max.retries``, ``bearer.auth.*``), passed through.
+    """
+
+    url: str  # http(s)://host:port; several separated by commas
+    basic_auth_user_info: str | None = None  # user:password
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    timeout: float = 5.0  # seconds per HTTP request
+    auto_register: bool = True  # False: schemas must be registered beforehand
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        user = self.basic_auth_user_info
+        hidden = {name: "***" if _SECRET_PROPERTY.search(name) else value
+                  for name, value in self.properties.items()}  # fmt: skip
+        return _repr_fields(
+            self, url=redact_dsn(self.url), properties=hidden,
+            basic_auth_user_info=None if user is None else f"{user.partition(':')[0]}:***",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SinkConfig:
     """The Kafka producer and how changes are rendered for it."""
 
@@ -176,6 +206,7 @@ class SinkConfig:
     truncate: bool = False  # Debezium skips truncates by default
     decimal: str = "string"  # one of DECIMAL_MODES
     flush_timeout: float = 30.0
+    schema_registry: SchemaRegistryConfig | None = None  # format avro only, required there
 
     def producer_config(self) -> dict[str, str]:
         """librdkafka settings: the user's `properties` over PRODUCER_DEFAULTS.
@@ -507,6 +538,12 @@ def _parse_pipeline(s: _Section, seen: dict[str, dict[str, str]]) -> PipelineCon
     values["source"] = _parse_source(s.section("source", required=True), name)
     values["mappers"] = tuple(_parse_mapper(m) for m in s.sections("mappers"))
     values["sink"] = _parse_sink(s.section("sink", required=True))
+    if values["sink"] is not None and values["sink"].format == "avro":
+        for i, m in enumerate(values["mappers"]):
+            if m is not None and m.type == "route":
+                s.report("mappers", "route is not available with format avro (the Avro subject is "
+                                    "named after the topic): use the sink's topic and key "
+                                    "templates", at=i)
     offsets = _parse_offsets(s.section("offsets"), name)
     if offsets is not None:
         _check_unique(s.problems, _child(_child(s.key, "offsets"), "path"), offsets.path,
@@ -559,6 +596,10 @@ def _parse_postgres_source(s: _Section, pipeline: str) -> PostgresSourceConfig |
         },
         required={"dsn"},
     )
+    if "schema_changes" in s.data:  # a clearer word than "unknown key"
+        s.known.append("schema_changes")
+        s.report("schema_changes", "only a mysql source has this option: PostgreSQL's "
+                                   "logical decoding does not carry DDL statements")
     values.setdefault("slot", f"cdc_{pipeline}")
     values.setdefault("publication", f"cdc_{pipeline}")
     return s.build(PostgresSourceConfig, values)
@@ -575,6 +616,7 @@ def _parse_mysql_source(s: _Section) -> MysqlSourceConfig | None:
             "exclude_tables": _table_list(default_schema=database, allow_empty=True),
             "snapshot": _choice(SNAPSHOT_MODES),
             "heartbeat_interval": _positive_duration,
+            "schema_changes": _boolean,
         }
     )
     return s.build(MysqlSourceConfig, values)
@@ -611,7 +653,50 @@ def _parse_sink(s: _Section | None) -> SinkConfig | None:
         },
         required={"type", "properties"},
     )
+    _parse_sink_registry(s, values)
     return s.build(SinkConfig, values)
+
+
+def _parse_sink_registry(s: _Section, values: dict[str, Any]) -> None:
+    """sink.schema_registry: required by format avro, refused by the others."""
+    fmt = values.get("format", "debezium")
+    present = s.data.get("schema_registry") is not None
+    if fmt == "avro":
+        if not present:
+            s.known.append("schema_registry")
+            s.report("schema_registry", "required key 'schema_registry' is missing (format avro "
+                                        "registers its schemas there: {url: http://host:8081})")
+        else:
+            values["schema_registry"] = _parse_schema_registry(s.section("schema_registry"))
+        if "decimal" in values:
+            s.report("decimal", "applies to the JSON formats only: format avro writes numeric(p,s) "
+                                "as the Avro decimal type and numeric without a scale as its "
+                                "exact text; remove sink.decimal")
+    elif present:
+        s.known.append("schema_registry")
+        s.report("schema_registry", f"only format avro uses a schema registry, got format {fmt!r}")
+
+
+def _parse_schema_registry(s: _Section | None) -> SchemaRegistryConfig | None:
+    if s is None:
+        return None
+    values = s.read(
+        {
+            "url": _registry_url,
+            "basic_auth_user_info": _user_info,
+            "ssl_ca_location": _string,
+            "ssl_certificate_location": _string,
+            "ssl_key_location": _string,
+            "timeout": _positive_duration,
+            "auto_register": _boolean,
+            "properties": _registry_properties,
+        },
+        required={"url"},
+    )
+    if "ssl_key_location" in values and "ssl_certificate_location" not in values:
+        s.report("ssl_certificate_location", "required key 'ssl_certificate_location' is missing "
+                                             "(ssl_key_location is the key of that certificate)")
+    return s.build(SchemaRegistryConfig, values)
 
 
 def _parse_offsets(s: _Section | None, pipeline: str) -> OffsetsConfig | None:
@@ -807,6 +892,48 @@ def _delivery_guarantee_problem(properties: Mapping[str, str]) -> tuple[str, str
                 f"expected all or -1 (or no setting), got {properties[name]!r}: with fewer "
                 "acknowledgements a broker failure can lose events that are already checkpointed")
     return None
+
+
+def _registry_url(value: Any) -> str:
+    text = _string(value)
+    for part in text.split(","):
+        url = urlsplit(part.strip())
+        if url.scheme not in ("http", "https", "mock") or not url.netloc:
+            raise _Invalid(f"expected a URL like http://registry:8081 (several: comma-separated), "
+                           f"got {redact_dsn(text)!r}")
+        if url.username is not None:
+            raise _Invalid("expected the URL without user:password: put them in "
+                           "basic_auth_user_info")
+    return text
+
+
+def _user_info(value: Any) -> str:
+    text = _string(value)
+    if ":" not in text:
+        raise _Invalid("expected user:password, got a value without ':'")  # never echo a secret
+    return text
+
+
+# SchemaRegistryClient settings that have a key of their own under schema_registry.
+_REGISTRY_KEYS = {"url": "url", "basic.auth.user.info": "basic_auth_user_info",
+                  "ssl.ca.location": "ssl_ca_location",
+                  "ssl.certificate.location": "ssl_certificate_location",
+                  "ssl.key.location": "ssl_key_location", "timeout": "timeout"}  # fmt: skip
+
+
+def _registry_properties(value: Any) -> dict[str, Any]:
+    options = _options(value)
+    properties: dict[str, Any] = {}
+    for name, setting in options.items():
+        if name in _REGISTRY_KEYS:
+            raise _Invalid(f"expected it as schema_registry.{_REGISTRY_KEYS[name]}, not under "
+                           "properties", at=name)
+        setting = _typed(setting)
+        if not isinstance(setting, (str, int, float, bool)):
+            raise _Invalid(f"expected a string, number or boolean, got {_describe(setting)}",
+                           at=name)
+        properties[name] = str(setting) if isinstance(setting, _Substituted) else setting
+    return properties
 
 
 def _template(names: tuple[str, ...] | None) -> Callable[[Any], str]:

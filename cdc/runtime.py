@@ -25,7 +25,7 @@ from .config import (
     PipelineConfig,
     PostgresSourceConfig,
 )
-from .errors import CdcError, ConfigError, ConnectionLost, SlotInUse
+from .errors import CdcError, ConfigError, ConnectionLost, SinkUnavailable, SlotInUse
 from .metrics import PipelineMetrics, serve
 from .offsets import FileOffsetStore
 from .pipeline import Pipeline
@@ -94,6 +94,9 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         tombstones=p.sink.tombstones,
         truncate=p.sink.truncate,
         server_name=p.name,
+        topic=p.sink.topic,
+        key=p.sink.key,
+        schema_registry=p.sink.schema_registry,
     )
     producer_config = p.sink.producer_config()
     sink = KafkaSink(producer_config)
@@ -148,7 +151,7 @@ class Runtime:
             try:
                 pipeline.run(self.stop)
                 return
-            except (ConnectionLost, SlotInUse) as e:
+            except (ConnectionLost, SlotInUse, SinkUnavailable) as e:
                 # A slot still held right after we lost our connection is most
                 # likely held by our own dying walsender: worth waiting for.
                 if self.stop.is_set() or (isinstance(e, SlotInUse) and not reconnecting):
@@ -159,8 +162,9 @@ class Runtime:
                 if time.monotonic() - started > RETRY_MAX:
                     backoff = RETRY_MIN  # it ran fine for a while: start over
                 log.warning(
-                    "pipeline %s lost its source: %s; reconnecting in %.0fs",
-                    pipeline.name, e, backoff,
+                    "pipeline %s %s: %s; reconnecting in %.0fs", pipeline.name,
+                    "cannot publish" if isinstance(e, SinkUnavailable) else "lost its source",
+                    e, backoff,
                 )
             except BaseException as e:
                 self._fail(pipeline, e)

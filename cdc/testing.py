@@ -232,8 +232,11 @@ def run(
 
     p = load_pipeline_config(config_path, pipeline)
     chain = load_chain(config_path, pipeline)
+    # format avro: confluent-kafka's in-process mock registry, so nothing connects.
+    registry = None if p.sink.schema_registry is None else {"url": "mock://cdc-testing"}
     fmt = make_format(p.sink.format, decimal=p.sink.decimal, tombstones=p.sink.tombstones,
-                      truncate=p.sink.truncate, server_name=p.name)  # fmt: skip
+                      truncate=p.sink.truncate, server_name=p.name, topic=p.sink.topic,
+                      key=p.sink.key, schema_registry=registry)  # fmt: skip
     renderer = EventRenderer(fmt.render, p.sink.topic, p.sink.key, p.name)
     events: list[Event] = []
 

@@ -28,6 +28,11 @@ and the server's heartbeats after events that are no transaction (binlog
 checkpoints, GTID lists) give a `Commit` too when nothing is open. So the
 stored file is never one the server has purged while the pipeline idled.
 
+Schema changes (``schema_changes: true``): a DDL statement that names a
+captured table (or a captured database, for CREATE/ALTER/DROP DATABASE)
+becomes one op "schema" `Change` per such table, then the statement's own
+`Commit`, in binlog order with the row changes around it (see `ddl`).
+
 Snapshot (``snapshot: initial | always | initial_only``; see `snapshot`). open()
 starts a consistent-snapshot transaction and reads the binlog position that
 matches it; read() hands out the rows as op "read" changes in bursts, then a
@@ -55,10 +60,11 @@ from cdc.errors import (
     SourceError,
     SourceSetupError,
 )
-from cdc.model import DELETE, INSERT, TRUNCATE, UPDATE, Change, Commit
+from cdc.model import DELETE, INSERT, SCHEMA, TRUNCATE, UPDATE, Change, Commit
 from cdc.source import snapshot_owed
 
 from . import events as ev
+from .ddl import Ddl, parse_ddl
 from .errors import classify, is_transient
 from .rows import (
     DELETE_EVENTS,
@@ -168,6 +174,7 @@ class MysqlSource:
         )
         self._excluded = {tuple(t.split(".", 1)) for t in config.exclude_tables}
         self._wanted_cache: dict[tuple[str, str], bool] = {}
+        self._lower_names = False  # lower_case_table_names != 0: DDL names compare lower-cased
         self.is_mariadb = True
         self._reader: Any = None  # pymysqlreplication's BinLogStreamReader
         self._packets: PacketReader | None = None
@@ -223,6 +230,7 @@ class MysqlSource:
         ctl = self._ctl = self._connect_ctl()
         try:
             variables = self._check_server(ctl)
+            self._lower_names = variables.get("lower_case_table_names", "0") != "0"
             self._check_grants(ctl)
             self._check_server_id(ctl, variables)
             if owed:
@@ -739,10 +747,50 @@ class MysqlSource:
                                   self._index, log_pos=where,
                                   source=self._source_block(header)))  # fmt: skip
                 self._index += 1
-        elif _DDL.match(sql):
-            log.info("schema change in %s: %s", default_schema or "-", sql[:200])
+        else:
+            ddl = parse_ddl(sql)
+            if ddl is not None or _DDL.match(sql):
+                log.info("schema change in %s: %s", default_schema or "-", sql[:200])
+            if ddl is not None and self.config.schema_changes:
+                self._schema_change(header, default_schema, sql, ddl, out)
         if not self._in_txn:
             self._commit(header, out)
+
+    def _schema_change(self, header: ev.Header, default_schema: str, sql: str, ddl: Ddl,
+                       out: list[Change | Commit]) -> None:  # fmt: skip
+        """One op "schema" change per captured table the statement names (one for a
+        captured database, for a database-level statement)."""
+        lower = self._lower_names
+        targets: list[tuple[str, str]] = []
+        for db, table in ddl.tables:
+            db = db or default_schema
+            if not db:
+                continue  # an unqualified name without a default database: cannot be ours
+            key = (db.lower(), table.lower()) if lower else (db, table)
+            if key not in targets and self._wanted(*key):
+                targets.append(key)
+        if not ddl.tables:
+            db = ddl.database or default_schema
+            if lower:
+                db = db.lower()
+            if db and self._captured_database(db):
+                targets.append((db, ""))
+        if not targets:
+            return
+        after = {"ddl": sql, "kind": ddl.kind, "default_database": default_schema}
+        where = (self._file, header.log_pos - header.size, 0)
+        ts = header.timestamp * 1_000_000
+        source = self._source_block(header)
+        for db, table in targets:
+            out.append(Change(SCHEMA, db, "", table, None, None, dict(after), {}, self._txn_pos,
+                              self._txn_seq, ts, self._index, log_pos=where,
+                              source=source))  # fmt: skip
+            self._index += 1
+
+    def _captured_database(self, db: str) -> bool:
+        if db in SYSTEM_SCHEMAS:
+            return False
+        return self._tables is None or any(schema == db for schema, _ in self._tables)
 
     def _commit(self, header: ev.Header, out: list[Change | Commit]) -> None:
         gtid = self._txn_gtid
