@@ -24,6 +24,7 @@ the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -45,7 +46,7 @@ from .deadletter import (
 from .errors import CdcError, MapperError, SinkError, SourceError
 from .jsonenc import dumps, encode, loads_or_text
 from .metrics import PipelineMetrics
-from .model import EVENT_ID_HEADER, Change, Commit, event_id, format_position
+from .model import EVENT_ID_HEADER, Change, Commit, RenderedRow, event_id, format_position
 from .offsets import OffsetStore
 from .render import EventRenderer, Headers, Renderer
 from .sink import KafkaSink
@@ -441,6 +442,10 @@ class Pipeline:
 
     def _change_json(self, change: Change) -> Any:
         """The change in the `json` format (or as close as it can get, if that fails too)."""
+        if type(change.after) is RenderedRow:
+            # Rendered by the decoder (a pipeline without mappers): shown as the
+            # format made it.
+            change = dataclasses.replace(change, after=json.loads(change.after))
         render = self._dead_letter_render
         if render is None:
             from mappers.formats import make_format
