@@ -125,6 +125,10 @@ class Pipeline:
         self._draining = False
         self._source_lost = False  # the source failed: drain without calling it
         sink.wait_hook = self._while_blocked
+        # Looked up once: these run for every change.
+        self._mapped = bool(chain)
+        self._render = self.renderer.render
+        self._emit = self._produce
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -292,11 +296,11 @@ class Pipeline:
         if txn is None:
             txn = self._txn = self.checkpointer.begin()
         self.counts[0] += 1
-        if self.chain:
+        if self._mapped:
             items = self.chain.apply(change)
         else:
             items = (change,)
-        self.renderer.render(change, items, self._produce)
+        self._render(change, items, self._emit)
 
     def _produce(
         self,

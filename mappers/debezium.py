@@ -623,8 +623,14 @@ class DebeziumFormat:
             tail = ',"thread":' + _encode(block["thread"]) + ',"query":' + _encode(block["query"])
             self._mysql_memo = (memo_key, head, tail)
         log_pos = change.log_pos
-        file, pos, row = log_pos if isinstance(log_pos, tuple) else (None, None, 0)
-        return (f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}')
+        if type(log_pos) is tuple:
+            file, pos, row = log_pos
+            if type(file) is str and type(pos) is int and type(row) is int:
+                return f'{head}{encode_basestring(file)},"pos":{pos},"row":{row}{tail}}}'
+        else:
+            file, pos, row = None, None, 0
+        return f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}'
+
 
     def _mysql_source(self, change: Change) -> dict[str, Any]:
         ts_us = change.commit_ts
