@@ -56,6 +56,9 @@ log = logging.getLogger("cdc.pipeline")
 
 SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position moves
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
+# Seconds between updates of the Prometheus metrics: a loop that handles one small
+# transaction per turn must not pay for several locked counter updates each time.
+METRICS_INTERVAL = 0.1
 
 ON_ERROR = ("fail", "skip", "dead_letter")
 
@@ -120,6 +123,7 @@ class Pipeline:
         # ints on the hot path, added to the Prometheus counters per burst.
         self.counts = [0, 0, 0]
         self._last_save = 0.0
+        self._metrics_at = 0.0
         self._saved_position: Any = None
         self._stop: threading.Event | None = None
         self._draining = False
@@ -162,6 +166,7 @@ class Pipeline:
         process = self._process
         counter = 0
         while not stop.is_set():
+            item: Change | Commit | None = None
             for item in source.read(0.1):
                 if type(item) is Change:
                     process(item)
@@ -176,6 +181,8 @@ class Pipeline:
                     self._commit(item)
             sink.poll(0)
             self._service()
+            if item is None:  # nothing came: publish the metrics now, not at the next interval
+                self._update_metrics()
             self.last_loop = time.monotonic()
             if source.finished and self.checkpointer.idle:
                 log.info("source finished (snapshot only) and everything is acknowledged")
@@ -201,7 +208,10 @@ class Pipeline:
         if acked != self._saved_position and time.monotonic() - self._last_save >= SAVE_INTERVAL:
             self._save(acked)
         self.source.tick(checkpointer.idle)
-        self._update_metrics()
+        now = time.monotonic()
+        if now - self._metrics_at >= METRICS_INTERVAL:
+            self._metrics_at = now
+            self._update_metrics()
 
     def _update_metrics(self) -> None:
         changes, events, transactions = self.counts
