@@ -69,3 +69,12 @@ class MapperError(CdcError):
 
 class SinkError(CdcError):
     """The broker refused a message for good (the producer gave up or failed fatally)."""
+
+
+class SinkUnavailable(SinkError):
+    """A service the sink needs (the schema registry) is unreachable or overloaded.
+
+    Not about one change, so never handled by `on_error`: the runtime rebuilds
+    the pipeline with backoff, as after a lost source connection, and it
+    resumes from the last acknowledged position.
+    """

@@ -2,7 +2,8 @@
 
 Change values are Python objects (Decimal, datetime, bytes, Interval, ...);
 this turns them into JSON the way a consumer expects: exact decimals as
-strings, times as ISO-8601, bytes as base64.
+strings, times as ISO-8601, bytes as base64, a MySQL TIME beyond a day
+(timedelta) as MySQL's text ("-838:59:59"), a Geometry as {"wkb", "srid"}.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import uuid
 from typing import Any
 
-from .model import Interval
+from .model import Geometry, Interval
 
 
 def json_default(value: Any) -> Any:
@@ -29,6 +30,10 @@ def json_default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Interval):
         return iso_duration(value)
+    if isinstance(value, datetime.timedelta):
+        return time_text(value)
+    if isinstance(value, Geometry):
+        return {"wkb": base64.b64encode(value.wkb).decode("ascii"), "srid": value.srid}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, uuid.UUID):
@@ -36,6 +41,19 @@ def json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def time_text(value: datetime.timedelta) -> str:
+    """MySQL's text of a TIME value that is a duration rather than a time of day.
+
+    >>> time_text(-datetime.timedelta(hours=838, minutes=59, seconds=59))
+    '-838:59:59'
+    """
+    micros = value // datetime.timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    seconds, fraction = divmod(abs(micros), 1_000_000)
+    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return f"{text}.{fraction:06d}" if fraction else text
 
 
 def iso_duration(value: Interval) -> str:

@@ -25,7 +25,8 @@ DELETE = "delete"
 TRUNCATE = "truncate"
 MESSAGE = "message"  # a logical decoding message (pg_logical_emit_message)
 READ = "read"  # a row read by a snapshot
-OPS = (INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ)
+SCHEMA = "schema"  # a DDL statement on a captured table or database (MySQL/MariaDB)
+OPS = (INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ, SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,26 @@ class Interval:
     microseconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """A spatial value: OGC well-known binary (WKB) and its spatial reference id.
+
+    `srid` 0 means none was given (MySQL/MariaDB store the SRID next to the WKB).
+    """
+
+    wkb: bytes
+    srid: int = 0
+
+
 # Python types of Change values, by kind of column (connectors convert to these):
 #   integers -> int            numeric/decimal -> decimal.Decimal (never float)
 #   float4/8 -> float           bool -> bool      text, char, enum, uuid -> str
-#   date -> datetime.date       time -> datetime.time
+#   date -> datetime.date       time -> datetime.time (a MySQL TIME outside
+#                               00:00..23:59:59.999999 -> datetime.timedelta)
 #   timestamp -> naive datetime.datetime   timestamptz -> aware datetime (UTC)
 #   interval -> Interval        json/jsonb -> parsed (dict, list, str, ...)
 #   bytea/blob -> bytes         arrays -> list (nested for multi-dimensional)
+#   MySQL spatial types -> Geometry
 #   anything else (domains, unknown types, values outside Python's ranges such
 #   as 'infinity' timestamps) -> the server's text form, str
 
@@ -71,6 +85,14 @@ class Change:
 
     For op == "message", `after` is {"prefix": str, "content": bytes,
     "transactional": bool} and `table`/`schema` are empty.
+
+    For op == "schema" (a DDL statement; MySQL/MariaDB with the source option
+    `schema_changes: true`), `after` is {"ddl": the statement as logged,
+    "kind": e.g. "ALTER TABLE" or "DROP DATABASE", "default_database": the
+    session's database when it ran ('' if none)}; `table` is the captured
+    table it names ('' for a database-level statement), `key`, `before` and
+    `columns` are empty. It is a transaction of its own, in binlog order with
+    the row changes around it.
     """
 
     op: str

@@ -95,6 +95,8 @@ class EventRenderer:
             if type(item) is Change:
                 try:
                     records = render(item)
+                except SinkError:
+                    raise  # e.g. the schema registry is unreachable: not about this change
                 except Exception as e:
                     if self.on_failure is None:
                         raise

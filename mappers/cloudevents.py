@@ -8,11 +8,15 @@ specversion        ``"1.0"``
 id                 the event id (`cdc.model.event_id`, also the ``cdc-event-id``
                    header): unique per source, identical on every replay
 source             ``/cdc/{pipeline}/{database}/{schema}/{table}`` (a template;
-                   a logical message: ``/cdc/{pipeline}/{database}``)
+                   a logical message or database-level schema change:
+                   ``/cdc/{pipeline}/{database}``)
 type               ``{type_prefix}.{table}.{op}``, e.g. ``cdc.orders.insert``
-                   (a logical message: ``{type_prefix}.message``)
+                   (a logical message: ``{type_prefix}.message``; a schema
+                   change: ``{type_prefix}.{table}.schema``, or
+                   ``{type_prefix}.schema`` for a database-level statement)
 subject            the key as text: a one-column key's value (``"7"``), else
-                   the key as compact JSON; a message's prefix
+                   the key as compact JSON; a message's prefix; a schema
+                   change's ``database.table`` (or database)
 time               the commit time, RFC 3339 UTC (``2024-02-29T11:14:15.123456Z``)
 datacontenttype    ``application/json``
 =================  ==========================================================
@@ -46,7 +50,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdc.model import EVENT_ID_HEADER, MESSAGE, Change, Event, event_id
+from cdc.model import EVENT_ID_HEADER, MESSAGE, SCHEMA, Change, Event, event_id
 from mappers.formats import Record, to_json
 from mappers.json_format import JsonFormat, _commit_ts
 
@@ -137,6 +141,9 @@ class CloudEventsFormat:
             if change.op == MESSAGE:
                 source = f"/cdc/{self.server_name}/{change.database}"
                 kind = f"{self.type_prefix}.message"
+            elif change.op == SCHEMA and not change.table:  # a database-level statement
+                source = f"/cdc/{self.server_name}/{change.database}"
+                kind = f"{self.type_prefix}.schema"
             else:
                 source = self.source.format(
                     pipeline=self.server_name, database=change.database,
@@ -169,6 +176,8 @@ def _subject(change: Change, key: bytes | None) -> str | None:
     """The key as text: a one-column int/text key's value, else the key's JSON."""
     if change.op == MESSAGE:
         return str((change.after or {}).get("prefix", ""))
+    if change.op == SCHEMA:
+        return f"{change.database}.{change.table}" if change.table else change.database
     if change.key and len(change.key) == 1:
         (value,) = change.key.values()
         if type(value) is str or type(value) is int:

@@ -16,7 +16,8 @@ excluding (or not including) a primary-key column removes it from the key
 (a key left empty becomes null); masking or hashing a key column changes the
 key, and so the Kafka partition. Hashing is deterministic, so equal values
 still join and group. Nulls stay null. Masked and hashed columns become
-`text` in `columns`. Other tables and logical messages pass through.
+`text` in `columns`. Other tables, logical messages and schema changes (their
+`after` is the DDL statement, not a row) pass through.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from cdc.model import Change
+from cdc.model import SCHEMA, Change
 
 from .filter import TableMatcher, pop_reserved, refuse_unknown, str_dict, str_list, text_of
 from .formats import LayoutCache
@@ -192,4 +193,6 @@ class ColumnsMapper:
 
     def map(self, change: Change) -> Change:
         i = self.matcher.index(change.database, change.schema, change.table)
-        return change if i is None else self.rules[i].apply(change)
+        if i is None or change.op == SCHEMA:
+            return change
+        return self.rules[i].apply(change)

@@ -36,10 +36,19 @@ timestamptz(p)         ISO-8601 UTC with exactly p fraction digits (6 without
 interval               µs, a month = 30.4375 days (computed exactly in
                        integers; Debezium's double arithmetic can differ by
                        1 µs on very long intervals)
+time (MySQL)           µs (``io.debezium.time.MicroTime``, Debezium's
+                       ``adaptive_time_microseconds``), whatever the fsp; a
+                       TIME beyond a time of day (a timedelta: negative or
+                       >= 24h) too, e.g. ``-838:59:59`` = -3020399000000
 json/jsonb             the JSON text as a string: ``json.dumps`` with default
                        separators, which is jsonb's canonical text; a plain
                        json column's original whitespace is not preserved
 bytea                  base64
+geometry (MySQL)       ``io.debezium.data.geometry.Geometry``:
+                       ``{"wkb": base64, "srid": n}``, srid null when 0
+point (MySQL)          ``io.debezium.data.geometry.Point``:
+                       ``{"x": x, "y": y, "wkb": base64, "srid": n}``
+                       (other values of these names, e.g. PostGIS text, as str)
 arrays (``_elem``)     JSON arrays, element by element
 bool, text, varchar,   unchanged (bpchar keeps its blank padding, enums give
 bpchar, uuid, enums    their label)
@@ -62,6 +71,14 @@ Source block conventions with the connectors:
 - MySQL (``Change.source["connector"] == "mysql"``): ``log_pos`` is
   ``(file, pos, row)``; ``server_id``, ``gtid``, ``thread`` and ``query`` come
   from `Change.source`.
+
+A schema change (op ``schema``, MySQL/MariaDB with ``schema_changes: true``)
+becomes Debezium's schema change event on the topic ``<server_name>``
+(Debezium's ``topic.prefix`` topic), key ``{"databaseName": db}``, value
+``{"source", "ts_ms", "databaseName", "schemaName": null, "ddl",
+"tableChanges"}``. Without a DDL parser, ``tableChanges`` is a subset of
+Debezium's: ``[{"type": CREATE | ALTER | DROP, "id": "\"db\".\"table\"",
+"table": null}]`` for a statement on a table, ``[]`` for one on a database.
 
 An update that changes the primary key becomes, as in Debezium, a delete
 with the old key (plus its tombstone) followed by a create with the new key;
@@ -87,9 +104,11 @@ from cdc.model import (
     INSERT,
     MESSAGE,
     READ,
+    SCHEMA,
     TRUNCATE,
     UPDATE,
     Change,
+    Geometry,
     Interval,
     RenderedRow,
 )
@@ -110,6 +129,7 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _UTC = dt.UTC
+_TIMEDELTA = dt.timedelta
 _ONE_US = dt.timedelta(microseconds=1)
 _EPOCH_ORDINAL = 719163  # dt.date(1970, 1, 1).toordinal()
 _US_PER_DAY = 86_400_000_000
@@ -218,8 +238,11 @@ def _date(value: Any) -> Any:
 
 
 def _time_us(value: Any) -> Any:
-    if type(value) is str:
+    kind = type(value)
+    if kind is str:
         return _US_PER_DAY if value.startswith("24:") else value
+    if kind is _TIMEDELTA:  # a MySQL TIME that is a duration: MicroTime, signed
+        return value // _ONE_US
     return (
         (value.hour * 60 + value.minute) * 60 + value.second
     ) * 1_000_000 + value.microsecond
@@ -274,6 +297,30 @@ def _zoned_timestamp(width: int) -> Converter:
     return convert
 
 
+def _geometry(value: Any) -> Any:
+    """io.debezium.data.geometry.Geometry: WKB and SRID (null when 0, as Debezium)."""
+    if type(value) is not Geometry:
+        return str(value)  # e.g. PostGIS values, which arrive as text
+    return {"wkb": base64_text(value.wkb), "srid": value.srid or None}
+
+
+_WKB_POINT_LE = struct.Struct("<Idd")
+_WKB_POINT_BE = struct.Struct(">Idd")
+
+
+def _point(value: Any) -> Any:
+    """io.debezium.data.geometry.Point: x, y, then the Geometry fields."""
+    if type(value) is not Geometry:
+        return str(value)  # PostgreSQL's point type arrives as text
+    wkb = value.wkb
+    if len(wkb) != 21:
+        raise ValueError(f"a POINT column holds a value that is not a 2D point ({len(wkb)} bytes)")
+    kind, x, y = (_WKB_POINT_LE if wkb[0] else _WKB_POINT_BE).unpack_from(wkb, 1)
+    if kind != 1:
+        raise ValueError(f"a POINT column holds a WKB geometry of type {kind}")
+    return {"x": x, "y": y, "wkb": base64_text(wkb), "srid": value.srid or None}
+
+
 def _interval(value: Any) -> Any:
     if type(value) is Interval:
         return value.months * _US_PER_MONTH + value.days * _US_PER_DAY + value.microseconds
@@ -319,6 +366,10 @@ def value_converter(type_name: str, decimal: str = "string") -> Converter | None
         return _json_text
     if base == "bytea":
         return base64_text
+    if base == "geometry":
+        return _geometry
+    if base == "point":
+        return _point
     return str
 
 
@@ -449,6 +500,7 @@ class DebeziumFormat:
         self.truncate = truncate
         self.server_name = server_name
         self.message_topic = f"{server_name}.message"
+        self.schema_topic = server_name  # Debezium's schema change topic: the topic.prefix
         self._version = package_version()
         self._tables = LayoutCache(lambda columns: _Table(columns, self.decimal))
         self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -471,6 +523,8 @@ class DebeziumFormat:
             if not self.truncate:
                 return []
             return [(None, None, self._envelope(change, "t", "null", "null"))]
+        if op == SCHEMA:
+            return self._render_schema(change)
         table = self._tables.get(change.columns)
         key = change.key
         key_bytes = None if key is None else table.key(key)
@@ -631,6 +685,30 @@ class DebeziumFormat:
             file, pos, row = None, None, 0
         return f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}'
 
+    def _render_schema(self, change: Change) -> list[Record]:
+        """Debezium's schema change event (see the module docstring)."""
+        body = change.after or {}
+        database, table = change.database, change.table
+        table_changes = []
+        if table:
+            kind = str(body.get("kind", ""))
+            change_type = "CREATE" if kind == "CREATE TABLE" else (
+                "DROP" if kind == "DROP TABLE" else "ALTER")
+            table_changes.append({"type": change_type, "id": f'"{database}"."{table}"',
+                                  "table": None})  # fmt: skip
+        if change.source.get("connector", "postgresql") == "mysql":
+            source = self._mysql_source(change)
+            source["table"] = table or None
+            source_json = '"source":' + _encode(source)
+        else:
+            source_json = self._pg_source(change)
+        # Debezium's field order: source, ts_ms, databaseName, schemaName, ddl, tableChanges.
+        value = (
+            f'{{{source_json},"ts_ms":{time.time_ns() // 1_000_000},'
+            f'"databaseName":{_encode(database)},"schemaName":null,'
+            f'"ddl":{_encode(body.get("ddl"))},"tableChanges":{_encode(table_changes)}}}'
+        ).encode()
+        return [(self.schema_topic, _encode({"databaseName": database}).encode(), value)]
 
     def _mysql_source(self, change: Change) -> dict[str, Any]:
         ts_us = change.commit_ts

@@ -121,7 +121,12 @@ _REGISTRY: dict[str, str] = {
     "debezium": "mappers.debezium:DebeziumFormat",
     "json": "mappers.json_format:JsonFormat",
     "cloudevents": "mappers.cloudevents:CloudEventsFormat",
+    "avro": "mappers.avro_format:AvroFormat",
 }
+
+# Formats that also take the sink's `topic` and `key` templates and its
+# `schema_registry` settings (the Avro subject is named after the topic).
+_SINK_AWARE = frozenset({"avro"})
 
 
 class Format(Protocol):
@@ -137,14 +142,19 @@ def make_format(
     tombstones: bool = True,
     truncate: bool = False,
     server_name: str = "cdc",
+    topic: str | None = None,
+    key: str | None = None,
+    schema_registry: Any = None,
 ) -> Format:
-    """Build the format called `name` (``debezium``, ``json`` or ``cloudevents``).
+    """Build the format called `name` (``debezium``, ``json``, ``cloudevents`` or ``avro``).
 
     `decimal` is ``string`` (exact text, our default) or ``base64`` (Debezium's
     default binary form); `tombstones` adds a null-value record after each
     delete; `truncate` publishes truncates instead of skipping them;
     `server_name` is Debezium's ``topic.prefix`` (``source.name`` and the
-    topic of logical messages).
+    topic of logical messages). `topic`, `key` (the sink's templates) and
+    `schema_registry` (a `cdc.config.SchemaRegistryConfig` or a mapping of its
+    keys) are used by ``avro`` only and ignored by the others.
 
     >>> make_format("debezium", server_name="dbz").render(change)  # doctest: +SKIP
     """
@@ -155,8 +165,12 @@ def make_format(
         raise ValueError(f"unknown decimal mode {decimal!r}: expected one of {DECIMAL_MODES}")
     module_name, _, factory_name = target.partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
+    sink: dict[str, Any] = {}
+    if name in _SINK_AWARE:
+        sink = {"topic": topic, "key": key, "schema_registry": schema_registry}
     fmt: Format = factory(
-        decimal=decimal, tombstones=tombstones, truncate=truncate, server_name=server_name
+        decimal=decimal, tombstones=tombstones, truncate=truncate, server_name=server_name,
+        **sink,
     )
     return fmt
 

@@ -7,17 +7,21 @@ For consumers that do not speak Debezium::
      "unchanged": [], "position": "16B3748", "txid": 731,
      "commit_ts": "2024-02-29T11:14:15.123456Z", "snapshot": false}
 
-``op`` is `Change.op` as is (insert, update, delete, truncate, message, read).
-Values: numbers stay numbers (NaN/±Infinity as the strings "NaN",
+``op`` is `Change.op` as is (insert, update, delete, truncate, message, read,
+schema). Values: numbers stay numbers (NaN/±Infinity as the strings "NaN",
 "Infinity", "-Infinity"); numeric as its exact plain string ("12345.67");
-date, time and naive timestamp as ISO-8601 text; timestamptz as ISO-8601 UTC
-with "Z"; interval as an ISO-8601 duration ("P1Y2M3DT4H5M6.789S", PostgreSQL's
-``IntervalStyle=iso_8601`` form); bytea base64; json/jsonb embedded as JSON;
-arrays element by element; anything else as its text. Unchanged TOAST columns
+date, time and naive timestamp as ISO-8601 text (a MySQL TIME beyond a time of
+day as MySQL's own text, "-838:59:59"); timestamptz as ISO-8601 UTC with "Z";
+interval as an ISO-8601 duration ("P1Y2M3DT4H5M6.789S", PostgreSQL's
+``IntervalStyle=iso_8601`` form); bytea base64; MySQL spatial values as
+``{"wkb": base64, "srid": n}``; json/jsonb embedded as JSON; arrays element
+by element; anything else as its text. Unchanged TOAST columns
 are absent from ``after`` and listed in ``unchanged``. A logical message has
 ``after = {"prefix", "content" (base64), "transactional"}``, the key
 ``{"prefix": ...}`` and goes to ``<server_name>.message``, like the debezium
-format.
+format. A schema change (op ``schema``) keeps its ``after`` (``ddl``, ``kind``,
+``default_database``), has the key ``{"database": ...}`` and goes to the topic
+``<server_name>``, like Debezium's schema change events.
 """
 
 from __future__ import annotations
@@ -28,8 +32,17 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from cdc.jsonenc import iso_duration
-from cdc.model import DELETE, MESSAGE, TRUNCATE, Change, Interval, format_position
+from cdc.jsonenc import iso_duration, time_text
+from cdc.model import (
+    DELETE,
+    MESSAGE,
+    SCHEMA,
+    TRUNCATE,
+    Change,
+    Geometry,
+    Interval,
+    format_position,
+)
 from mappers.formats import LayoutCache, Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
 
@@ -57,6 +70,18 @@ def _isoformat(value: Any) -> Any:
     if type(value) is str:
         return value
     return value.isoformat()
+
+
+def _time(value: Any) -> Any:
+    if type(value) is dt.timedelta:  # a MySQL TIME that is a duration
+        return time_text(value)
+    return _isoformat(value)
+
+
+def _geometry(value: Any) -> Any:
+    if type(value) is not Geometry:
+        return str(value)  # PostGIS / PostgreSQL geometric types arrive as text
+    return {"wkb": base64_text(value.wkb), "srid": value.srid}
 
 
 def _timestamptz(value: Any) -> Any:
@@ -90,7 +115,9 @@ def value_converter(type_name: str) -> Converter | None:
         return _decimal
     if base in ("float4", "float8"):
         return _float
-    if base in ("date", "time", "timestamp"):
+    if base == "time":
+        return _time
+    if base in ("date", "timestamp"):
         return _isoformat
     if base == "timestamptz":
         return _timestamptz
@@ -98,6 +125,8 @@ def value_converter(type_name: str) -> Converter | None:
         return _interval
     if base == "bytea":
         return base64_text
+    if base in ("geometry", "point"):
+        return _geometry
     return str
 
 
@@ -137,6 +166,7 @@ class JsonFormat:
         self.tombstones = tombstones
         self.truncate = truncate
         self.message_topic = f"{server_name}.message"
+        self.schema_topic = server_name
         self._tables = LayoutCache(_Table)
 
     def render(self, change: Change) -> list[Record]:
@@ -157,6 +187,11 @@ class JsonFormat:
                 "transactional": bool(body.get("transactional", False)),
             }
             topic = self.message_topic
+        elif op == SCHEMA:
+            key = {"database": change.database}
+            before = None
+            after = change.after
+            topic = self.schema_topic
         else:
             table = self._tables.get(change.columns)
             key = None if change.key is None else table.row(change.key)

@@ -13,7 +13,9 @@ Patterns are globs matched against the *original* table (`schema.table`,
 `database.table`, or a bare table name); the first that matches applies.
 Column renames apply to `before`, `after`, `key`, `columns` and `unchanged`,
 so the sink's topic template and key follow the new names. On MySQL, where
-there is no schema, a `database.table` target changes the database.
+there is no schema, a `database.table` target changes the database. A schema
+change (op "schema") gets the new table name; its `after` (the DDL
+statement) is left as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cdc.model import Change
+from cdc.model import SCHEMA, Change
 
 from .filter import TableMatcher, pop_reserved, refuse_unknown, str_dict
 from .formats import LayoutCache
@@ -100,7 +102,7 @@ class RenameMapper:
             changes["table"] = table
             if namespace is not None:
                 changes["schema" if change.schema else "database"] = namespace
-        if c is not None:
+        if c is not None and change.op != SCHEMA:
             rule = self.column_rules[c]
             renames = rule.renames
             changes.update(

@@ -18,8 +18,8 @@ deletes); values are written as plain text (numbers, ISO dates, a null as
 `null`). A template naming a column the row lacks is a mapper error: on
 PostgreSQL a delete carries only the primary-key columns unless the table
 has `REPLICA IDENTITY FULL`, so route by key columns or set it. For a
-truncate (no row), templates with column fields are not applied. Changes of
-other tables and logical messages pass through untouched.
+truncate or a schema change (no row), templates with column fields are not
+applied. Changes of other tables and logical messages pass through untouched.
 
 Because the output is Events, mappers after `route` see nothing to change:
 make it the last mapper of the chain.
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cdc.config import TEMPLATE_FIELDS
-from cdc.model import DELETE, Change, Event
+from cdc.model import DELETE, SCHEMA, Change, Event
 
 from .filter import (
     TableMatcher,
@@ -131,7 +131,8 @@ class RouteMapper:
         if i is None:
             return change
         route = self.routes[i]
-        row = change.before if change.op == DELETE else change.after
+        op = change.op
+        row = change.before if op == DELETE else None if op == SCHEMA else change.after
         topic = None if route.topic is None else route.topic.render(change, row)
         key: Any = None if route.key is None else route.key.render(change, row)
         events = []

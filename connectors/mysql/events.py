@@ -34,6 +34,7 @@ MARIADB_COMPRESSED_EVENTS = frozenset(range(165, 172))  # log_bin_compress
 HEADER = struct.Struct("<IBIIIH")
 HEADER_SIZE = 19
 MARIADB_FL_STANDALONE = 1  # a GTID event not followed by BEGIN ... COMMIT/XID
+ARTIFICIAL_FLAG = 0x20  # LOG_EVENT_ARTIFICIAL_F: made up by the dump thread, not in the file
 
 
 class Header(NamedTuple):

@@ -27,7 +27,7 @@ DECIMAL(p,s)             decimal.Decimal, exact               numeric(p,s)
 FLOAT / DOUBLE           float                                float4 / float8
 DATE                     datetime.date ('0000-00-00': str)    date
 TIME(fsp)                datetime.time; outside 00:00..24:00  time
-                         (negative, > 24h): str 'hh:mm:ss.f'
+                         (negative, >= 24h): datetime.timedelta
 DATETIME(fsp)            naive datetime (zero dates: str)     timestamp(fsp)
 TIMESTAMP(fsp)           aware datetime, UTC (0: str)         timestamptz(fsp)
 CHAR/VARCHAR/TEXT        str, decoded with the column charset bpchar/varchar/text
@@ -41,7 +41,9 @@ SET                      str: labels joined with ',' (MySQL's set
 BIT(1)                   bool                                 bool
 BIT(n>1)                 bytes, little-endian (Debezium's     bytea
                          io.debezium.data.Bits layout)
-GEOMETRY                 bytes: WKB without the 4-byte SRID   bytea
+GEOMETRY, LINESTRING,    cdc.model.Geometry(wkb, srid): the   geometry
+POLYGON, MULTI*, ...     binlog value is a 4-byte SRID + WKB
+POINT                    the same                             point
 =======================  ===================================  ====================
 
 Example::
@@ -62,6 +64,7 @@ from decimal import Decimal
 from typing import Any
 
 from cdc.errors import DecodeError
+from cdc.model import Geometry
 
 from .jsonb import parse_json_binary
 
@@ -207,7 +210,7 @@ class Column:
 
     __slots__ = (
         "name", "type", "real_type", "meta", "unsigned", "collation", "labels",
-        "nullable", "json_text",
+        "nullable", "json_text", "geometry_type",
     )  # fmt: skip
 
     def __init__(self, type_code: int, meta: int, nullable: bool):
@@ -220,6 +223,7 @@ class Column:
         self.collation: int | None = None
         self.labels: tuple[str, ...] = ()
         self.json_text = False  # MariaDB JSON: a LONGTEXT holding JSON text
+        self.geometry_type = 0  # spatial columns: 0 GEOMETRY, 1 POINT, 2 LINESTRING, ...
 
     def __repr__(self) -> str:
         return f"Column({self.name!r}, type={self.real_type}, meta={self.meta})"
@@ -359,6 +363,11 @@ def _optional_metadata(
                     n, p = _lenenc(body, p)
                     labels.append(body[p : p + n])
                     p += n
+        elif kind == _GEOMETRY_TYPE:
+            p = pos
+            for c in columns:
+                if c.real_type == T_GEOMETRY and p < stop:
+                    c.geometry_type, p = _lenenc(body, p)
         elif kind == _SIMPLE_PRIMARY_KEY:
             p = pos
             while p < stop:
@@ -537,8 +546,9 @@ def _time_value(negative: bool, hms: int, us: int) -> Any:
     hour, minute, second = hms >> 12 & 0x3FF, hms >> 6 & 63, hms & 63
     if not negative and hour < 24:
         return dt.time(hour, minute, second, us)
-    text = f"{'-' if negative else ''}{hour:02d}:{minute:02d}:{second:02d}"
-    return f"{text}.{us:06d}" if us else text
+    # A duration rather than a time of day (-838:59:59 .. 838:59:59).
+    span = dt.timedelta(hours=hour, minutes=minute, seconds=second, microseconds=us)
+    return -span if negative else span
 
 
 def _time2(fsp: int) -> Reader:
@@ -658,9 +668,16 @@ def _geometry(prefix: int) -> Reader:
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
         raw, end = inner(data, pos)
-        return raw[4:], end  # 4-byte SRID, then WKB
+        return geometry_value(raw), end
 
     return read
+
+
+def geometry_value(raw: bytes) -> Geometry:
+    """MySQL's internal spatial value (4-byte little-endian SRID, then WKB) -> Geometry."""
+    if len(raw) < 4:
+        return Geometry(bytes(raw), 0)
+    return Geometry(bytes(raw[4:]), int.from_bytes(raw[:4], "little"))
 
 
 def _json_binary(prefix: int) -> Reader:
@@ -745,7 +762,7 @@ def column_reader(c: Column) -> tuple[Reader, str]:
     if t == T_JSON:
         return _json_binary(m), "json"
     if t == T_GEOMETRY:
-        return _geometry(m), "bytea"
+        return _geometry(m), "point" if c.geometry_type == 1 else "geometry"
     raise DecodeError(f"column {c.name!r} has binlog type {t}, which this decoder does not know")
 
 

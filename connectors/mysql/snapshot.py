@@ -43,7 +43,7 @@ from cdc.errors import SourceSetupError
 from cdc.model import READ, Change
 
 from .errors import classify
-from .rows import _time_value, python_encoding
+from .rows import _time_value, geometry_value, python_encoding
 
 log = logging.getLogger("cdc.mysql")
 
@@ -151,7 +151,7 @@ def _bits(raw: bytes) -> Any:
 
 
 def _geometry(raw: bytes) -> Any:
-    return raw[4:]  # 4-byte SRID, then WKB
+    return geometry_value(raw)  # 4-byte SRID, then WKB, as in the binlog
 
 
 def _bytes(raw: bytes) -> Any:
@@ -224,7 +224,7 @@ def column_converter(
     if t == "bit":
         return (_bool_bit, "bool", plain) if precision == 1 else (_bits, "bytea", plain)
     if t in _GEOMETRY:
-        return _geometry, "bytea", plain
+        return _geometry, "point" if t == "point" else "geometry", plain
     if t == "json":  # MySQL's own JSON type
         return _json_text("utf-8"), "json", plain
     encoding = python_encoding(collation)

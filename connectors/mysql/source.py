@@ -22,6 +22,12 @@ file/position. `Change.position` is ``(file, position of the transaction's
 first event)``: known before the commit arrives, so a transaction never has
 to be held in memory, and the same on every replay.
 
+A quiet server still moves the position: every transaction ends in a
+`Commit`, also one that touches no captured table; a new binlog file (ROTATE)
+and the server's heartbeats after events that are no transaction (binlog
+checkpoints, GTID lists) give a `Commit` too when nothing is open. So the
+stored file is never one the server has purged while the pipeline idled.
+
 Snapshot (``snapshot: initial | always | initial_only``; see `snapshot`). open()
 starts a consistent-snapshot transaction and reads the binlog position that
 matches it; read() hands out the rows as op "read" changes in bursts, then a
@@ -147,6 +153,10 @@ class MysqlSource:
             ...
     """
 
+    # Resume by GTID where the server has GTIDs (MariaDB: always). Tests turn it off
+    # to run the plain file/position dump (MySQL with gtid_mode=OFF) against MariaDB.
+    resume_by_gtid = True
+
     def __init__(self, config: MysqlSourceConfig, name: str = "mysql"):
         self.name = name
         self.config = config
@@ -176,6 +186,10 @@ class MysqlSource:
         self._txn_domain = 0
         self._txn_source: dict[str, Any] = {}
         self._index = 0
+        # Where the last Commit handed out ends, and the end of the last event outside
+        # a transaction since (a heartbeat then moves the position there).
+        self._last_commit: tuple[str, int] = ("", 0)
+        self._idle_end = 0
         self._gtid_state: dict[int, str] = {}  # MariaDB: domain -> last GTID
         self._gtid_text = ""  # the GTID state as text, as of the last commit
         self._mysql_gtids: Any = None  # MySQL: pymysqlreplication GtidSet
@@ -232,6 +246,7 @@ class MysqlSource:
             json_columns=self._json_columns if self.is_mariadb else None,
         )
         self._file = file
+        self._last_commit = (file, pos)
         self._acked = self.start_position = (file, pos, gtid)
         self._stream_from = (file, pos, gtid)
         if owed:
@@ -240,11 +255,12 @@ class MysqlSource:
 
     def _start_streaming(self) -> None:
         file, pos, gtid = self._stream_from
-        self._connect_stream(file, pos, gtid)
+        by_gtid = self._connect_stream(file, pos, gtid)
         log.info(
-            "streaming the binlog of %s (%s) from %s:%d%s as server_id %d",
+            "streaming the binlog of %s (%s) from %s:%d (%s) as server_id %d",
             self.config.redacted(), "MariaDB" if self.is_mariadb else "MySQL", file, pos,
-            f", GTID {gtid!r}" if gtid else "", self.config.server_id,
+            f"by GTID state {gtid!r}" if by_gtid else "by file and position",
+            self.config.server_id,
         )  # fmt: skip
         # The server answers the dump command at once: a purged position shows here.
         if self._packets is not None and self._packets.pending(10.0):
@@ -440,12 +456,15 @@ class MysqlSource:
             self._gtid_text = str(self._mysql_gtids)
         return file, pos, self._gtid_text if gtid_on else ""
 
-    def _connect_stream(self, file: str, pos: int, gtid: str) -> None:
+    def _connect_stream(self, file: str, pos: int, gtid: str) -> bool:
+        """Connect and send the dump command; True when it resumes by GTID state."""
         from pymysqlreplication import BinLogStreamReader
 
         args = dict(self._conn_args)
         args.pop("database")
-        use_gtid = self.is_mariadb or self._mysql_gtids is not None
+        use_gtid = bool(gtid) and self.resume_by_gtid and (
+            self.is_mariadb or self._mysql_gtids is not None
+        )
         reader = BinLogStreamReader(
             connection_settings=args,
             server_id=self.config.server_id,
@@ -454,7 +473,10 @@ class MysqlSource:
             log_file=file,
             log_pos=pos,
             auto_position=gtid if use_gtid else None,
-            is_mariadb=self.is_mariadb,
+            # pymysqlreplication's MariaDB dump ignores file and position (it always
+            # sends @slave_connect_state): a dump by file/position is the plain
+            # COM_BINLOG_DUMP, which MariaDB serves too.
+            is_mariadb=self.is_mariadb and use_gtid,
             slave_heartbeat=self.config.heartbeat_interval,
             report_slave=f"cdc-{self.name}",
             enable_logging=False,
@@ -472,6 +494,7 @@ class MysqlSource:
         self._reader = reader
         self._packets = PacketReader(reader._stream_connection._sock)
         self._last_packet = time.monotonic()
+        return use_gtid
 
     def _json_columns(self, schema: str, table: str) -> set[str]:
         """MariaDB's JSON columns of a table: LONGTEXT with a json_valid() CHECK."""
@@ -557,6 +580,14 @@ class MysqlSource:
             if first == 0xFF:
                 code = packet[1] | packet[2] << 8
                 message = packet[9:].decode(errors="replace")
+                if code == 4052 or "same server_uuid/server_id" in message:
+                    # MariaDB's ER_SLAVE_SAME_ID; MySQL says it in an error 1236, which
+                    # must not read as a purged binlog.
+                    raise SlotInUse(
+                        f"another replica connected with server_id {self.config.server_id} "
+                        f"and the server ended this pipeline's binlog dump ({message}): give "
+                        "this pipeline a unique source.server_id, or stop the other reader"
+                    )
                 if code == 1236:
                     raise PositionLostError(
                         f"the server cannot resume the binlog at the stored position: "
@@ -595,8 +626,17 @@ class MysqlSource:
         elif etype == ev.QUERY_EVENT:
             self._query(header, body, out)
         elif etype == ev.ROTATE_EVENT:
-            self._file = ev.parse_rotate(body)[0]
+            file, pos = ev.parse_rotate(body)
+            self._file = file
+            self._idle_end = 0
             decoder.forget_ids()
+            # A real rotate (not the one the server sends first on connecting) ends the
+            # old file: nothing open is left in it, the position moves to the new one.
+            if header.log_pos and not header.flags & ev.ARTIFICIAL_FLAG:
+                self._idle(file, pos, out)
+        elif etype == ev.HEARTBEAT_EVENT or etype == ev.HEARTBEAT_V2_EVENT:
+            if self._idle_end:
+                self._idle(self._file, self._idle_end, out)
         elif etype == PARTIAL_UPDATE_ROWS_EVENT:
             raise DecodeError(
                 "a partial JSON update (binlog_row_value_options=PARTIAL_JSON) arrived: it "
@@ -607,6 +647,22 @@ class MysqlSource:
                 f"a compressed binlog event (type {etype}) arrived: turn off "
                 "binlog_transaction_compression (MySQL) / log_bin_compress (MariaDB)"
             )
+        elif header.log_pos and not self._txn_open:
+            # Between transactions: binlog checkpoints, GTID lists, format descriptions.
+            self._idle_end = header.log_pos
+
+    def _idle(self, file: str, pos: int, out: list[Change | Commit]) -> None:
+        """Nothing open and the server is at `file`:`pos`: a Commit there, if it is ahead
+        of the last one (binlog file names sort in creation order)."""
+        if self._txn_open:
+            return
+        last_file, last_pos = self._last_commit
+        if file < last_file or (file == last_file and pos <= last_pos):
+            return
+        self._last_commit = (file, pos)
+        self._idle_end = 0
+        # No commit time: nothing was committed, so no commit-to-ack latency to measure.
+        out.append(Commit((file, pos, self._gtid_text), None, 0))
 
     def _begin(self, header: ev.Header) -> None:
         self._txn_open = True
@@ -704,6 +760,8 @@ class MysqlSource:
                 self._gtid_text = str(self._mysql_gtids)
         out.append(Commit((self._file, header.log_pos, self._gtid_text), self._txn_seq,
                           header.timestamp * 1_000_000))  # fmt: skip
+        self._last_commit = (self._file, header.log_pos)
+        self._idle_end = 0
         self._txn_open = False
         self._in_txn = False
         self._txn_gtid = None

@@ -242,9 +242,18 @@ class PostgresServer:
     as any other user they run directly.
     """
 
-    def __init__(self, base_dir: Path, port: int | None = None, user: str = "postgres"):
+    def __init__(
+        self,
+        base_dir: Path,
+        port: int | None = None,
+        user: str = "postgres",
+        settings: dict[str, str] | None = None,
+    ):
         self.base_dir = Path(base_dir)
         self.data_dir = self.base_dir / "data"
+        # postgresql.conf values over PG_SETTINGS (e.g. the benchmark's larger
+        # logical_decoding_work_mem); values are written as given, so quote strings.
+        self.settings = dict(settings or {})
         self.log_path = self.base_dir / "postgresql.log"
         self.port = port or free_port()
         self.os_user = user if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
@@ -290,7 +299,7 @@ class PostgresServer:
             "initdb",
             cwd=self.base_dir,
         )
-        settings = dict(PG_SETTINGS, port=str(self.port))
+        settings = dict(PG_SETTINGS, **self.settings, port=str(self.port))
         settings["unix_socket_directories"] = f"'{self.data_dir}'"
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\n# --- test settings (tests/integration/services.py) ---\n")
@@ -745,6 +754,11 @@ class KafkaBroker:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's pid while it runs (e.g. to read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
 
 
 def create_topics(

@@ -89,7 +89,7 @@ EXPECTED_AFTER = {
     "c_bi": -9223372036854775808, "c_biu": 18446744073709551615, "c_dec": "12345.67",
     "c_decb": "-12345678901234567890123456789012345.123456789012345678901234567891",
     "c_f": 1.5, "c_d": -2.25e100, "c_date": 19782,
-    "c_time": "-838:59:59",  # outside a time of day: MySQL's text form
+    "c_time": -3_020_399_000_000,  # MicroTime: a signed duration in µs, as Debezium's
     "c_time6": 86399999999, "c_dt": 1709212455000, "c_dt3": 1709212455123,
     "c_dt6": 1709212455123456, "c_ts": "2024-02-29T13:14:15Z",
     "c_ts6": "2024-02-29T13:14:15.123456Z", "c_year": 2024, "c_ch": "ab",
@@ -99,9 +99,9 @@ EXPECTED_AFTER = {
     "c_blob": base64.b64encode(b"\xde\xad\xbe\xef").decode(),
     "c_json": '{"k": [1, 2.5, "x"], "n": null}', "c_enum": "happy", "c_set": "a,c",
     "c_bit1": True, "c_bit3": "BQ==", "c_bit16": base64.b64encode(b"\x02\x01").decode(),
-    "c_geo": base64.b64encode(
-        bytes.fromhex("0101000000000000000000f03f0000000000000040")
-    ).decode(),
+    # io.debezium.data.geometry.Geometry: the WKB without MySQL's SRID prefix, srid null for 0.
+    "c_geo": {"wkb": base64.b64encode(
+        bytes.fromhex("0101000000000000000000f03f0000000000000040")).decode(), "srid": None},
 }  # fmt: skip
 
 
@@ -262,6 +262,40 @@ def test_debezium_envelopes_match_the_reference(
         assert ours["source"]["db"] == db
         assert set(ours["source"]) == set(theirs["source"])
         assert set(ours) == set(theirs)
+
+
+def test_times_beyond_a_day_and_spatial_values_as_debezium_renders_them(
+    tmp_path, mariadb_server, mariadb_db, kafka_broker
+):
+    """TIME as io.debezium.time.MicroTime (signed, up to ±838h); spatial columns as
+    io.debezium.data.geometry.Geometry {wkb, srid} and POINT columns as ...Point
+    {x, y, wkb, srid}: from the snapshot and from the binlog alike."""
+    db = mariadb_db.name
+    run_sql(mariadb_server, db, "CREATE TABLE st (id int primary key, t time(6), t0 time, "
+            "p point, g geometry, ls linestring)")  # fmt: skip
+    row = ("VALUES ({}, '-00:00:01.5', '838:59:59', ST_PointFromText('POINT(1.5 -2)', 4326), "
+           "ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 3857), "
+           "ST_GeomFromText('LINESTRING(0 0,1 1)'))")  # fmt: skip
+    run_sql(mariadb_server, db, f"INSERT INTO st {row.format(1)}")
+    create_topics(kafka_broker.bootstrap, [f"{db}.st"], partitions=1)
+    config = write_mysql_config(tmp_path, mariadb_db, kafka_broker.bootstrap, snapshot="initial")
+    with run_pipeline(config):
+        wait_for_events(kafka_broker.bootstrap, f"{db}.st", 1)
+        run_sql(mariadb_server, db, f"INSERT INTO st {row.format(2)}")
+        snapshot, streamed = wait_for_events(kafka_broker.bootstrap, f"{db}.st", 2)
+    wkb = {name: base64.b64encode(bytes(value)).decode() for name, value in zip(
+        ("p", "g", "ls"), mariadb_server.execute(
+            "SELECT ST_AsBinary(p), ST_AsBinary(g), ST_AsBinary(ls) FROM st WHERE id = 1",
+            db=db)[0], strict=True)}  # fmt: skip
+    expected = {
+        "t": -1_500_000, "t0": 3_020_399_000_000,
+        "p": {"x": 1.5, "y": -2.0, "wkb": wkb["p"], "srid": 4326},
+        "g": {"wkb": wkb["g"], "srid": 3857},
+        "ls": {"wkb": wkb["ls"], "srid": None},
+    }
+    assert value_of(snapshot)["op"] == "r" and value_of(streamed)["op"] == "c"
+    for message, id_ in ((snapshot, 1), (streamed, 2)):
+        assert value_of(message)["after"] == {"id": id_, **expected}
 
 
 def test_alter_table_mid_stream_keeps_rows_labelled(

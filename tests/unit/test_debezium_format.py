@@ -330,8 +330,8 @@ def test_columns_are_prepared_once_per_columns_dict() -> None:
 
 
 def test_unknown_format_and_decimal_mode() -> None:
-    with pytest.raises(ValueError, match="unknown format 'avro'"):
-        make_format("avro")
+    with pytest.raises(ValueError, match="unknown format 'protobuf'"):
+        make_format("protobuf")
     with pytest.raises(ValueError, match="unknown decimal mode"):
         make_format("debezium", decimal="double")
 

@@ -46,6 +46,7 @@ from decimal import Decimal
 import pytest
 
 from cdc.errors import DecodeError
+from cdc.model import Geometry
 from connectors.mysql.jsonb import parse_json_binary
 from connectors.mysql.rows import (
     DELETE_ROWS_V1,
@@ -135,7 +136,8 @@ ALLTYPES_ROW = {
     "c_bi": -9223372036854775808, "c_biu": 18446744073709551615,
     "c_dec": Decimal("12345.67"), "c_dec0": Decimal("-99999"),
     "c_decb": Decimal("-12345678901234567890123456789012345.123456789012345678901234567891"),
-    "c_f": 1.5, "c_d": -2.25e100, "c_date": dt.date(2024, 2, 29), "c_time": "-838:59:59",
+    "c_f": 1.5, "c_d": -2.25e100, "c_date": dt.date(2024, 2, 29),
+    "c_time": -dt.timedelta(hours=838, minutes=59, seconds=59),
     "c_time3": dt.time(12, 34, 56, 789000), "c_time6": dt.time(23, 59, 59, 999999),
     "c_dt": dt.datetime(2024, 2, 29, 13, 14, 15),
     "c_dt3": dt.datetime(2024, 2, 29, 13, 14, 15, 123000),
@@ -147,7 +149,7 @@ ALLTYPES_ROW = {
     "c_vbin": b"\x00\xff", "c_blob": b"\xde\xad\xbe\xef",
     "c_json": {"k": [1, 2.5, "x"], "n": None}, "c_enum": "happy", "c_set": "a,c",
     "c_bit1": True, "c_bit3": b"\x05", "c_bit16": b"\x02\x01",
-    "c_geo": bytes.fromhex("0101000000000000000000f03f0000000000000040"),
+    "c_geo": Geometry(bytes.fromhex("0101000000000000000000f03f0000000000000040"), 0),
 }  # fmt: skip
 
 
@@ -170,6 +172,7 @@ def test_table_map_gives_names_types_and_key():
     assert table.columns["c_txt"] == "text" and table.columns["c_blob"] == "bytea"
     assert table.columns["c_bit1"] == "bool" and table.columns["c_bit3"] == "bytea"
     assert table.columns["c_enum"] == "enum" and table.columns["c_set"] == "set"
+    assert table.columns["c_geo"] == "geometry"
 
 
 def test_every_type_decodes():
@@ -196,7 +199,7 @@ def test_update_carries_both_images_and_delete_the_old_row():
     assert before == ALLTYPES_ROW
     # MariaDB truncates fractions by default: '-00:00:01.5' in a time(0) is -00:00:01.
     assert after == {**ALLTYPES_ROW, "c_vc": "updated", "c_dec": Decimal("-0.01"),
-                     "c_time": "-00:00:01"}  # fmt: skip
+                     "c_time": -dt.timedelta(seconds=1)}  # fmt: skip
     [(before, after)] = table.rows(ALLTYPES_DELETE, DELETE_ROWS_V1)
     assert after is None and before is not None and before["id"] == 2
 
@@ -207,14 +210,16 @@ def test_edge_values_of_times_decimals_and_zero_dates():
     assert table is not None
     [(_, first)] = table.rows(EDGE_INSERT_1, WRITE_ROWS_V1)
     assert first == {
-        "id": 1, "t1": "-00:00:01.500000", "t3": "-12:00:00.123000", "t6": "-00:00:00.000001",
+        "id": 1, "t1": -dt.timedelta(seconds=1.5),
+        "t3": -dt.timedelta(hours=12, microseconds=123000), "t6": -dt.timedelta(microseconds=1),
         "d1": Decimal("-123456.7891"), "d2": Decimal("12345678901234567890"),
         "d3": Decimal("-0.0001"), "dt0": "0000-00-00 00:00:00", "da": "0000-00-00",
         "ts3": None, "s": "", "e": "q",
     }  # fmt: skip
     [(_, second)] = table.rows(EDGE_INSERT_2, WRITE_ROWS_V1)
     assert second == {
-        "id": 2, "t1": "100:00:00.500000", "t3": dt.time(0, 0, 0, 1000), "t6": "838:59:59",
+        "id": 2, "t1": dt.timedelta(hours=100, microseconds=500000), "t3": dt.time(0, 0, 0, 1000),
+        "t6": dt.timedelta(hours=838, minutes=59, seconds=59),
         "d1": Decimal("0.0000"), "d2": Decimal("-1"), "d3": Decimal("0.9999"),
         "dt0": dt.datetime(9999, 12, 31, 23, 59, 59), "da": dt.date(1000, 1, 1),
         "ts3": dt.datetime(2038, 1, 19, 3, 14, 7, 999000, tzinfo=UTC), "s": "x,y", "e": None,
@@ -272,6 +277,36 @@ def test_minimal_row_metadata_is_refused():
     )
     with pytest.raises(DecodeError, match="binlog_row_metadata=FULL"):
         decoders().table_map(body)
+
+
+# MariaDB 10.11: CREATE TABLE cap.spatial (id int primary key, p point, ls linestring,
+#   g geometry, gc geometrycollection); INSERT ... VALUES (1, ST_PointFromText('POINT(1 2)',
+#   4326), ST_GeomFromText('LINESTRING(0 0,1 1)'), ST_GeomFromText('POINT(3 4)', 3857), NULL)
+SPATIAL_MAP = bytes.fromhex(
+    "19000000000001000363617000077370617469616c000503ffffffff04040404041e01010002013f07040102"
+    "0007040d0269640170026c730167026763080100"
+)
+SPATIAL_INSERT = bytes.fromhex(
+    "1900000000000100051ff00100000019000000e61000000101000000000000000000f03f00000000000000402d"
+    "0000000000000001020000000200000000000000000000000000000000000000000000000000f03f00000000"
+    "0000f03f19000000110f0000010100000000000000000008400000000000001040"
+)
+
+
+def test_spatial_values_carry_their_srid_and_points_are_named():
+    table = decoders().table_map(SPATIAL_MAP)
+    assert table is not None
+    # The binlog's GEOMETRY_TYPE metadata tells a POINT column from other spatial ones.
+    assert table.columns == {"id": "int4", "p": "point", "ls": "geometry", "g": "geometry",
+                             "gc": "geometry"}  # fmt: skip
+    [(_, after)] = table.rows(SPATIAL_INSERT, WRITE_ROWS_V1)
+    assert after == {
+        "id": 1,
+        "p": Geometry(bytes.fromhex("0101000000000000000000f03f0000000000000040"), 4326),
+        "ls": Geometry(bytes.fromhex("010200000002000000" + "00" * 16 + "000000000000f03f" * 2), 0),
+        "g": Geometry(bytes.fromhex("010100000000000000000008400000000000001040"), 3857),
+        "gc": None,
+    }
 
 
 def test_mysql_binary_json():

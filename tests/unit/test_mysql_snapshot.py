@@ -6,6 +6,7 @@ import datetime as dt
 import struct
 from decimal import Decimal
 
+from cdc.model import Geometry
 from connectors.mysql import rows
 from connectors.mysql.snapshot import column_converter
 
@@ -38,8 +39,10 @@ def test_float_is_single_precision_like_the_binlog():
 def test_temporal_values_match_the_binlog_forms():
     hms = 1 << 12 | 2 << 6 | 3
     assert convert("time", b"-01:02:03.500", fsp=3)[0] == rows._time_value(True, hms, 500000)
-    assert convert("time", b"-01:02:03.500", fsp=3)[0] == "-01:02:03.500000"
-    assert convert("time", b"25:00:00")[0] == "25:00:00"
+    assert convert("time", b"-01:02:03.500", fsp=3)[0] == -dt.timedelta(
+        hours=1, minutes=2, seconds=3, microseconds=500000)
+    assert convert("time", b"25:00:00")[0] == dt.timedelta(hours=25)
+    assert convert("time", b"-838:59:59")[0] == -dt.timedelta(hours=838, minutes=59, seconds=59)
     assert convert("time", b"23:59:59.999999", fsp=6)[0] == dt.time(23, 59, 59, 999999)
     assert convert("date", b"0000-00-00") == ("0000-00-00", "date")
     assert convert("datetime", b"2024-02-29 13:14:15.12", fsp=2) == (
@@ -59,5 +62,6 @@ def test_strings_bits_and_geometry():
     assert convert("longtext", b"not json", json_text=True) == ("not json", "json")
     assert convert("bit", b"\x01", precision=1) == (True, "bool")
     assert convert("bit", b"\x02\x01", precision=16) == (b"\x01\x02", "bytea")
-    assert convert("point", b"\0\0\0\0WKB") == (b"WKB", "bytea")
+    assert convert("point", b"\0\0\0\0WKB") == (Geometry(b"WKB", 0), "point")
+    assert convert("polygon", b"\xe6\x10\0\0WKB") == (Geometry(b"WKB", 4326), "geometry")
     assert convert("set", b"a,c", "set('a','b','c')") == ("a,c", "set")

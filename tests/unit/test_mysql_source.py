@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cdc.config import MysqlSourceConfig
-from cdc.errors import PositionLostError
+from cdc.errors import PositionLostError, SlotInUse
 from cdc.model import Change, Commit
 from cdc.runtime import build_source
 from connectors.mysql import events as ev
@@ -142,3 +142,88 @@ def test_runtime_builds_the_mysql_source_in_every_snapshot_mode():
     for mode in ("never", "initial", "always", "initial_only"):
         built = build_source(_pipeline(mode))
         assert isinstance(built, MysqlSource) and built.config.snapshot == mode
+
+
+# -- the position on a quiet server -----------------------------------------------------
+
+
+def test_a_new_binlog_file_moves_the_position_when_nothing_is_open():
+    src, log = source(), Binlog()
+    body = struct.pack("<Q", 4) + b"binlog.000004"
+    out = feed(src, [log.packet(ev.ROTATE_EVENT, body)])
+    assert len(out) == 1 and isinstance(out[0], Commit)
+    assert out[0].position == ("binlog.000004", 4, "0-1-4") and out[0].commit_ts == 0
+    assert src._file == "binlog.000004"
+
+
+def test_the_rotate_sent_on_connecting_is_not_a_position():
+    src = source()
+    src._last_commit = ("binlog.000003", 900)
+    body = struct.pack("<Q", 4) + b"binlog.000003"
+    header = struct.pack("<IBIIIH", 0, ev.ROTATE_EVENT, 1, 19 + len(body) + 4, 0, 0x20)
+    out = feed(src, [b"\x00" + header + body + b"\0\0\0\0"])
+    assert out == [] and src._file == "binlog.000003"
+
+
+def test_heartbeats_move_the_position_past_events_outside_transactions():
+    src, log = source(), Binlog()
+    src._last_commit = ("binlog.000003", 4)
+    checkpoint = log.packet(161, b"\x0c\0\0\0binlog.000003")  # MariaDB binlog checkpoint
+    heartbeat = log.packet(ev.HEARTBEAT_EVENT, b"binlog.000003")
+    out = feed(src, [checkpoint, heartbeat, heartbeat])
+    end = 4 + len(checkpoint) - 1
+    # One Commit: a second heartbeat at the same place adds nothing.
+    assert [i.position for i in out if isinstance(i, Commit)] == [("binlog.000003", end, "0-1-4")]
+
+
+def test_heartbeats_never_move_the_position_back_or_into_a_transaction():
+    src, log = source(), Binlog()
+    src._last_commit = ("binlog.000003", 10_000)  # resumed further on than what arrives
+    out = feed(src, [log.packet(161, b"\x0c\0\0\0binlog.000003"),
+                     log.packet(ev.HEARTBEAT_EVENT, b"binlog.000003")])  # fmt: skip
+    assert out == []
+    src._last_commit = ("binlog.000003", 4)
+    log.pos = 20_000
+    out = feed(src, [log.packet(ev.MARIADB_GTID_EVENT, mariadb_gtid(5)),
+                     log.packet(TABLE_MAP_EVENT, ALLTYPES_MAP),
+                     log.packet(ev.HEARTBEAT_EVENT, b"binlog.000003")])  # fmt: skip
+    assert out == []  # the transaction is open: only its XID may move the position
+
+
+def test_resume_by_file_and_position_when_there_is_no_gtid_state(monkeypatch):
+    import pymysqlreplication
+
+    seen: dict[str, Any] = {}
+
+    class Reader:
+        def __init__(self, **kwargs: Any):
+            seen.update(kwargs)
+
+        def _BinLogStreamReader__connect_to_stream(self) -> None:
+            raise OSError("stop here")
+
+    monkeypatch.setattr(pymysqlreplication, "BinLogStreamReader", Reader)
+    src = source()
+    with pytest.raises(Exception, match="stop here"):
+        src._connect_stream("binlog.000003", 1234, "0-1-4")
+    assert seen["auto_position"] == "0-1-4" and seen["is_mariadb"] is True
+    with pytest.raises(Exception, match="stop here"):
+        src._connect_stream("binlog.000003", 1234, "")  # a server that never logged a GTID
+    assert seen["auto_position"] is None and seen["is_mariadb"] is False
+    assert (seen["log_file"], seen["log_pos"]) == ("binlog.000003", 1234)
+    src.resume_by_gtid = False
+    with pytest.raises(Exception, match="stop here"):
+        src._connect_stream("binlog.000003", 1234, "0-1-4")
+    assert seen["auto_position"] is None and seen["is_mariadb"] is False
+
+
+@pytest.mark.parametrize("code, message", [
+    (4052, "A slave with the same server_uuid/server_id is already connected; the first event"),
+    (1236, "A replica with the same server_uuid/server_id as this replica has connected to "
+           "the source; the first event 'binlog.000001' at 4"),
+])  # fmt: skip
+def test_another_replica_with_our_server_id_is_not_a_purged_binlog(code, message):
+    error = b"\xff" + struct.pack("<H", code) + b"#HY000" + message.encode()
+    with pytest.raises(SlotInUse, match="unique source.server_id") as failure:
+        source()._handle(error, [])
+    assert "server_id 9" in str(failure.value) and "purged" not in str(failure.value)
