@@ -16,7 +16,7 @@ help:
 	@echo "make integration  tests/integration only (real PostgreSQL, MariaDB, Tansu)"
 	@echo "make demo         run scripts/demo.py"
 	@echo "make bench        benchmarks: daemon vs pg_recvlogical / mariadb-binlog (BENCHMARKS.md;"
-	@echo "                  about 10 min; BENCH_ARGS='--size small' for a quick run)"
+	@echo "                  about 6 min; BENCH_ARGS='--size small' for a quick run)"
 	@echo "make clean        remove caches and build output; distclean also removes .venv"
 
 bootstrap:

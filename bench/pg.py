@@ -324,7 +324,7 @@ def _throughput_figures(ctx: Context, scenario: str, result: DrainResult,
         baseline=result.baseline_rate, baseline_name="pg_recvlogical",
     ))  # fmt: skip
     ctx.figure(Figure(
-        scenario, "daemon peak RSS (VmHWM)", result.peak_rss_mb, "MB",
+        scenario, "daemon peak RSS (VmHWM, highest run)", result.peak_rss_mb, "MB",
         target=Target("max", RSS_LIMIT_MB) if rss_target else None,
     ))  # fmt: skip
     cpu = cpu_note(result.written.rows, result.daemon, "pg_recvlogical", result.baseline_cpu_s,

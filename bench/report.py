@@ -91,8 +91,6 @@ def format_value(value: float | None, unit: str) -> str:
     magnitude = abs(value)
     if magnitude >= 1000:
         return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
     if magnitude >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"

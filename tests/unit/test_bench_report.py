@@ -99,7 +99,7 @@ def test_figure_ratio_and_targets():
 
 def test_format_value():
     assert format_value(123456.7, "rows/s") == "123,457"
-    assert format_value(123.4, "ms") == "123"
+    assert format_value(100.49, "MB") == "100.5"  # next to a 100 MB target
     assert format_value(12.34, "ms") == "12.3"
     assert format_value(1.234, "ms") == "1.23"
     assert format_value(None, "ms") == "n/a"
