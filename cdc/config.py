@@ -60,7 +60,7 @@ PRODUCER_DEFAULTS: Mapping[str, str] = MappingProxyType(
         "compression.type": "lz4",
         "message.timeout.ms": "0",
         "queue.buffering.max.messages": "100000",
-        "queue.buffering.max.kbytes": "32768",
+        "queue.buffering.max.kbytes": "16384",
     }
 )
 

@@ -80,6 +80,9 @@ class Change:
     every change of the transaction; `index` numbers the changes within it
     from 0. Together they identify the change on every replay.
 
+    In a pipeline without mappers, the PostgreSQL source may hand the format
+    `after` as a `RenderedRow` (the row already in the format's JSON).
+
     For op == "message", `after` is {"prefix": str, "content": bytes,
     "transactional": bool} and `table`/`schema` are empty.
 
@@ -117,6 +120,18 @@ class Change:
     def table_id(self) -> str:
         """`schema.table` (or `database.table` where there are no schemas)."""
         return f"{self.schema or self.database}.{self.table}"
+
+
+class RenderedRow(str):
+    """A row image the source rendered straight into the sink format's JSON object text.
+
+    Only where nothing but the format looks at the row: a pipeline without
+    mappers whose format offers `json_value_converters` (the `debezium`
+    format) lets the PostgreSQL decoder turn column text into JSON text
+    directly, skipping Python values. Mapper authors never see one.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(slots=True, eq=False)

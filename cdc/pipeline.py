@@ -24,6 +24,7 @@ the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -45,7 +46,7 @@ from .deadletter import (
 from .errors import CdcError, MapperError, SinkError, SourceError
 from .jsonenc import dumps, encode, loads_or_text
 from .metrics import PipelineMetrics
-from .model import EVENT_ID_HEADER, Change, Commit, event_id, format_position
+from .model import EVENT_ID_HEADER, Change, Commit, RenderedRow, event_id, format_position
 from .offsets import OffsetStore
 from .render import EventRenderer, Headers, Renderer
 from .sink import KafkaSink
@@ -55,6 +56,9 @@ log = logging.getLogger("cdc.pipeline")
 
 SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position moves
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
+# Seconds between updates of the Prometheus metrics: a loop that handles one small
+# transaction per turn must not pay for several locked counter updates each time.
+METRICS_INTERVAL = 0.1
 
 ON_ERROR = ("fail", "skip", "dead_letter")
 
@@ -119,11 +123,16 @@ class Pipeline:
         # ints on the hot path, added to the Prometheus counters per burst.
         self.counts = [0, 0, 0]
         self._last_save = 0.0
+        self._metrics_at = 0.0
         self._saved_position: Any = None
         self._stop: threading.Event | None = None
         self._draining = False
         self._source_lost = False  # the source failed: drain without calling it
         sink.wait_hook = self._while_blocked
+        # Looked up once: these run for every change.
+        self._mapped = bool(chain)
+        self._render = self.renderer.render
+        self._emit = self._produce
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -157,6 +166,7 @@ class Pipeline:
         process = self._process
         counter = 0
         while not stop.is_set():
+            item: Change | Commit | None = None
             for item in source.read(0.1):
                 if type(item) is Change:
                     process(item)
@@ -171,6 +181,8 @@ class Pipeline:
                     self._commit(item)
             sink.poll(0)
             self._service()
+            if item is None:  # nothing came: publish the metrics now, not at the next interval
+                self._update_metrics()
             self.last_loop = time.monotonic()
             if source.finished and self.checkpointer.idle:
                 log.info("source finished (snapshot only) and everything is acknowledged")
@@ -196,7 +208,10 @@ class Pipeline:
         if acked != self._saved_position and time.monotonic() - self._last_save >= SAVE_INTERVAL:
             self._save(acked)
         self.source.tick(checkpointer.idle)
-        self._update_metrics()
+        now = time.monotonic()
+        if now - self._metrics_at >= METRICS_INTERVAL:
+            self._metrics_at = now
+            self._update_metrics()
 
     def _update_metrics(self) -> None:
         changes, events, transactions = self.counts
@@ -291,11 +306,11 @@ class Pipeline:
         if txn is None:
             txn = self._txn = self.checkpointer.begin()
         self.counts[0] += 1
-        if self.chain:
+        if self._mapped:
             items = self.chain.apply(change)
         else:
             items = (change,)
-        self.renderer.render(change, items, self._produce)
+        self._render(change, items, self._emit)
 
     def _produce(
         self,
@@ -441,6 +456,10 @@ class Pipeline:
 
     def _change_json(self, change: Change) -> Any:
         """The change in the `json` format (or as close as it can get, if that fails too)."""
+        if type(change.after) is RenderedRow:
+            # Rendered by the decoder (a pipeline without mappers): shown as the
+            # format made it.
+            change = dataclasses.replace(change, after=json.loads(change.after))
         render = self._dead_letter_render
         if render is None:
             from mappers.formats import make_format

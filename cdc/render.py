@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from .errors import SinkError
 from .jsonenc import encode
-from .model import EVENT_ID_HEADER, Change, Event, event_id
+from .model import EVENT_ID_HEADER, Change, Event, event_id, format_position
 
 Renderer = Callable[[Change], list[tuple[str | None, bytes | None, bytes | None]]]
 Headers = list[tuple[str, str | bytes | None]]
@@ -83,6 +83,8 @@ class EventRenderer:
         self.key = KeyNamer(key_template, pipeline) if key_template else None
         # Set by the pipeline to apply its error policy; None raises the error.
         self.on_failure: RenderFailure | None = None
+        self._id_position: object = None
+        self._id_prefix: str | None = None
 
     def render(self, change: Change, items: Iterable[Change | Event], emit: Emit) -> None:
         """Hand every record made from `items` (the chain's output for `change`) to `emit`."""
@@ -104,8 +106,11 @@ class EventRenderer:
                 for topic, key, value in records:
                     if keyer is not None and key is not None:
                         key = keyer(item)
-                    emit(topic or self.topic(item), key, value,
-                         [(EVENT_ID_HEADER, event_id(item, n).encode())], item)  # fmt: skip
+                    if n == 0:
+                        eid = self._first_event_id(item)
+                    else:
+                        eid = event_id(item, n).encode()
+                    emit(topic or self.topic(item), key, value, [(EVENT_ID_HEADER, eid)], item)
                     n += 1
             else:
                 assert type(item) is Event
@@ -123,6 +128,15 @@ class EventRenderer:
                     headers.append((EVENT_ID_HEADER, event_id(origin, n).encode()))
                 emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
                 n += 1
+
+    def _first_event_id(self, change: Change) -> bytes:
+        """`event_id(change)` as bytes, with the position's text kept between
+        calls: every change of a transaction shares it."""
+        position = change.position
+        if position != self._id_position or self._id_prefix is None:
+            self._id_prefix = format_position(position) + "/"
+            self._id_position = position
+        return f"{self._id_prefix}{change.index}".encode()
 
     def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
         key = event.key

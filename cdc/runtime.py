@@ -98,6 +98,12 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         key=p.sink.key,
         schema_registry=p.sink.schema_registry,
     )
+    if not chain and p.sink.key is None:
+        # Nothing but the format looks at the rows: let a source that can render
+        # them straight into the format's JSON do so (see RenderedRow).
+        json_values = getattr(fmt, "json_values", None)
+        if json_values is not None and hasattr(source, "json_values"):
+            source.json_values = json_values
     producer_config = p.sink.producer_config()
     sink = KafkaSink(producer_config)
     store = FileOffsetStore(p.offsets.path)

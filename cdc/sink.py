@@ -57,7 +57,7 @@ class KafkaSink:
         headers: list[tuple[str, str | bytes | None]] | None,
         on_delivery: DeliveryCallback,
     ) -> None:
-        producer = self.producer
+        producer = self._producer or self.producer
         while True:
             try:
                 producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)

@@ -110,6 +110,7 @@ from cdc.model import (
     Change,
     Geometry,
     Interval,
+    RenderedRow,
 )
 from mappers.formats import LayoutCache, Record, array_of, base64_text, split_type_name
 from mappers.formats import to_json as _encode
@@ -372,6 +373,44 @@ def value_converter(type_name: str, decimal: str = "string") -> Converter | None
     return str
 
 
+# PostgreSQL text -> this format's JSON text, for the commonest types whose text
+# needs no parsing to get there; None where the value needs the general path.
+TextShortcut = Callable[[bytes], str | None]
+JsonValuePlan = tuple[list[Converter | None], list[TextShortcut | None], Callable[[Any], str]]
+
+
+def _numeric_text(raw: bytes) -> str | None:
+    # numeric(p,s) with s >= 0 is printed with exactly s decimals, which is what
+    # the string mode gives for |value| >= 1 (smaller ones may take an exponent).
+    first = raw[0]
+    if 49 <= first <= 57 or (first == 45 and 49 <= raw[1] <= 57):
+        return f'"{raw.decode()}"'
+    return None
+
+
+def _timestamptz6_text(raw: bytes) -> str | None:
+    # '2024-03-01 11:14:15.1234+00' (TimeZone=UTC) -> "2024-03-01T11:14:15.123400Z";
+    # other years (>9999, BC), 'infinity' and other zones take the general path.
+    text = raw.decode()
+    if len(text) < 22 or text[-3:] != "+00" or text[4] != "-" or text[10] != " ":
+        return None
+    if len(text) == 22:
+        return f'"{text[:10]}T{text[11:19]}.000000Z"'
+    return f'"{text[:10]}T{text[11:-3].ljust(15, "0")}Z"'
+
+
+def pg_text_shortcut(type_name: str, decimal: str = "string") -> TextShortcut | None:
+    """The shortcut from a PostgreSQL text value of `type_name` to its JSON, if any."""
+    base, mods, dims = split_type_name(type_name)
+    if dims:
+        return None
+    if base == "numeric" and decimal == "string" and len(mods) == 2 and mods[1] >= 0:
+        return _numeric_text
+    if base == "timestamptz" and (not mods or mods[0] == 6):
+        return _timestamptz6_text
+    return None
+
+
 def placeholder_for(type_name: str) -> Any:
     """What Debezium puts in place of an unchanged TOAST value of `type_name`."""
     base, _, dims = split_type_name(type_name)
@@ -392,7 +431,7 @@ def placeholder_for(type_name: str) -> Any:
 class _Table:
     """Everything derived from one `Change.columns` dict, computed once."""
 
-    __slots__ = ("columns", "converters", "converted", "nulls", "convert_plan")
+    __slots__ = ("columns", "converters", "converted", "nulls", "convert_plan", "key_prefixes")
 
     def __init__(self, columns: dict[str, str], decimal: str) -> None:
         self.columns = columns  # keeps the dict alive, so its id() stays unique
@@ -400,6 +439,7 @@ class _Table:
         self.convert_plan = tuple((n, c) for n, c in self.converters.items() if c is not None)
         self.converted = frozenset(n for n, _ in self.convert_plan)
         self.nulls = dict.fromkeys(columns)  # every column, in table order, null
+        self.key_prefixes: dict[str, str] = {}  # '{"id":' by key column
 
     def row(self, values: dict[str, Any], replaced: dict[str, Any] | None = None) -> str:
         """JSON of every column in table order; null where `values` lacks it,
@@ -418,6 +458,14 @@ class _Table:
         return _encode(out)
 
     def key(self, key: dict[str, Any]) -> bytes:
+        if len(key) == 1:
+            # The usual single integer primary key: no encoder call.
+            for name, value in key.items():
+                if type(value) is int and name not in self.converted:
+                    prefix = self.key_prefixes.get(name)
+                    if prefix is None:
+                        prefix = self.key_prefixes[name] = "{" + _encode(name) + ":"
+                    return f"{prefix}{value}}}".encode()
         if self.converted.isdisjoint(key):  # typical keys: ints, text, uuid
             return _encode(key).encode()
         converters = self.converters
@@ -456,6 +504,10 @@ class DebeziumFormat:
         self._version = package_version()
         self._tables = LayoutCache(lambda columns: _Table(columns, self.decimal))
         self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # The last change's (commit_ts, txid, table, schema, database, snapshot,
+        # last commit LSN) and the source block parts made from them.
+        self._memo: tuple[Any, ...] = (None,) * 9
+        self._mysql_memo: tuple[Any, str, str] = (None, "", "")
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -487,8 +539,18 @@ class DebeziumFormat:
             return [(None, key_bytes, value), (None, key_bytes, None)]
         return [(None, key_bytes, value)]
 
+    def json_values(self, columns: dict[str, str]) -> JsonValuePlan:
+        """What a PostgreSQL source needs to render rows itself (see RenderedRow):
+        each column's value converter and PostgreSQL-text shortcut, in order,
+        and the encoder."""
+        converters = self._tables.get(columns).converters
+        shortcuts = [pg_text_shortcut(t, self.decimal) for t in columns.values()]
+        return list(converters.values()), shortcuts, _encode_value
+
     def _after_json(self, change: Change, table: _Table) -> str:
         after = change.after
+        if type(after) is RenderedRow:
+            return after
         if after is None:
             return "null"
         if change.unchanged:
@@ -521,7 +583,7 @@ class DebeziumFormat:
         now_ns = time.time_ns()
         extra = change.source
         if extra and extra.get("connector", "postgresql") == "mysql":
-            source = '"source":' + _encode(self._mysql_source(change))
+            source = self._mysql_source_json(change)
         else:
             source = self._pg_source(change)
         # Field order as Debezium's: before, after, source, transaction, op, ts_*.
@@ -532,6 +594,33 @@ class DebeziumFormat:
         ).encode()
 
     def _pg_source(self, change: Change) -> str:
+        # All but the change's own LSN is the same for every change of a
+        # transaction in one table: built once and reused while those fields
+        # compare equal (a mapper may have changed any of them, so no identity
+        # shortcut).
+        last_commit = change.source.get("last_commit_lsn")
+        memo = self._memo
+        if (
+            memo[0] == change.commit_ts and memo[1] == change.txid and memo[2] == change.table
+            and memo[3] == change.schema and memo[4] == change.database
+            and memo[5] == change.snapshot and memo[6] == last_commit
+        ):  # fmt: skip
+            head, tail = memo[7], memo[8]
+        else:
+            head, tail = self._pg_source_parts(change, last_commit)
+            self._memo = (change.commit_ts, change.txid, change.table, change.schema,
+                          change.database, change.snapshot, last_commit, head, tail)  # fmt: skip
+        lsn = change.log_pos
+        if lsn is None:
+            return f'{head}null]",{tail}null,"xmin":null,"origin":null,"origin_lsn":null}}'
+        return (
+            f'{head}\\"{lsn}\\"]",{tail}{int(lsn)},"xmin":null,"origin":null,'
+            '"origin_lsn":null}'
+        )
+
+    def _pg_source_parts(self, change: Change, last_commit: Any) -> tuple[str, str]:
+        """The source block around the change's LSN: up to `sequence`'s second
+        element, and from after `sequence` up to the `lsn` value."""
         names = (change.database, change.schema, change.table)
         parts = self._source_parts.get(names)
         if parts is None:
@@ -544,19 +633,15 @@ class DebeziumFormat:
             )
         db_part, table_part = parts
         ts_us = change.commit_ts
-        lsn = change.log_pos
-        last_commit = change.source.get("last_commit_lsn")
-        sequence = encode_basestring(
-            f"[{_json_str_or_null(last_commit)},{_json_str_or_null(lsn)}]"
-        )
+        # sequence is a JSON string holding a JSON array: "[\"<last commit>\",\"<lsn>\"]"
+        last = "null" if last_commit is None else f'\\"{last_commit}\\"'
         txid = "null" if change.txid is None else int(change.txid)
-        lsn_json = "null" if lsn is None else int(lsn)
         snapshot = "true" if change.snapshot else "false"
-        return (
-            f'{self._pg_source_head}{ts_us // 1000},"snapshot":"{snapshot}"{db_part}{sequence},'
-            f'"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{table_part}{txid},"lsn":{lsn_json},'
-            '"xmin":null,"origin":null,"origin_lsn":null}'
+        head = (
+            f'{self._pg_source_head}{ts_us // 1000},"snapshot":"{snapshot}"{db_part}"[{last},'
         )
+        tail = f'"ts_us":{ts_us},"ts_ns":{ts_us * 1000}{table_part}{txid},"lsn":'
+        return head, tail
 
     def _render_message(self, change: Change) -> list[Record]:
         body = change.after or {}
@@ -566,7 +651,7 @@ class DebeziumFormat:
             content = content.encode()
         message = _encode({"prefix": prefix, "content": base64_text(content)})
         if change.source.get("connector", "postgresql") == "mysql":
-            source = '"source":' + _encode(self._mysql_source(change))
+            source = self._mysql_source_json(change)
         else:
             source = self._pg_source(change)
         # Debezium's order for messages: op, ts_ms, source, transaction, message.
@@ -575,6 +660,30 @@ class DebeziumFormat:
             f'"transaction":null,"message":{message}}}'
         ).encode()
         return [(self.message_topic, _encode({"prefix": prefix}).encode(), value)]
+
+    def _mysql_source_json(self, change: Change) -> str:
+        """`"source":{...}` of a MySQL change; as `_pg_source`, the parts that are
+        the same for every row of a transaction in one table are built once."""
+        extra = change.source
+        memo_key = (change.commit_ts, change.database, change.table, change.snapshot,
+                    extra.get("server_id", 0), extra.get("gtid"), extra.get("thread"),
+                    extra.get("query"))  # fmt: skip
+        memo = self._mysql_memo
+        if memo[0] == memo_key:
+            head, tail = memo[1], memo[2]
+        else:
+            block = self._mysql_source(change)
+            head = '"source":' + _encode({k: block[k] for k in _MYSQL_HEAD})[:-1] + ',"file":'
+            tail = ',"thread":' + _encode(block["thread"]) + ',"query":' + _encode(block["query"])
+            self._mysql_memo = (memo_key, head, tail)
+        log_pos = change.log_pos
+        if type(log_pos) is tuple:
+            file, pos, row = log_pos
+            if type(file) is str and type(pos) is int and type(row) is int:
+                return f'{head}{encode_basestring(file)},"pos":{pos},"row":{row}{tail}}}'
+        else:
+            file, pos, row = None, None, 0
+        return f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}'
 
     def _render_schema(self, change: Change) -> list[Record]:
         """Debezium's schema change event (see the module docstring)."""
@@ -627,8 +736,16 @@ class DebeziumFormat:
         }
 
 
-def _json_str_or_null(value: Any) -> str:
-    return "null" if value is None else f'"{value}"'
+# The MySQL source block's fields before "file" (Debezium's order).
+_MYSQL_HEAD = ("version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us",
+               "ts_ns", "table", "server_id", "gtid")  # fmt: skip
+
+
+def _encode_value(value: Any) -> str:
+    """`_encode` of one value, with the common converted kind, text, done directly."""
+    if type(value) is str:
+        return encode_basestring(value)
+    return _encode(value)
 
 
 def _key_changed(key: dict[str, Any], before: dict[str, Any]) -> bool:

@@ -32,16 +32,17 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import InvalidOperation
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from cdc.errors import DecodeError
-from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit
+from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit, RenderedRow
 
 from .lsn import PG_EPOCH_OFFSET_US, format_lsn
 from .spill import MemoryBudget, SpillBuffer
-from .types import Converter, converter_for, type_name
+from .types import BOOL_CONVERTER, TEXT_CONVERTER, Converter, converter_for, type_name
 
 # PostgreSQL timestamps count microseconds from 2000-01-01; ours from 1970-01-01.
 
@@ -106,7 +107,8 @@ class Relation:
     """
 
     __slots__ = ("oid", "schema", "table", "replica_identity", "columns",
-                 "column_types", "key_names", "fields", "signature")  # fmt: skip
+                 "column_types", "key_names", "fields", "signature", "read_tuple",
+                 "read_json")  # fmt: skip
 
     def __init__(
         self,
@@ -134,6 +136,9 @@ class Relation:
         self.fields: tuple[tuple[str, Converter], ...] = tuple(
             (c.name, converter_for(c.type_oid, c.type_modifier, custom_types)) for c in columns
         )
+        self.read_tuple = compile_tuple_reader(self.fields)
+        # Set by the decoder when rows go straight to JSON (see RenderedRow).
+        self.read_json: JsonReader | None = None
         # Relation messages are re-sent after every cache invalidation; an
         # unchanged one keeps the existing object (and its shared dicts).
         self.signature = (schema, table, replica_identity, columns,
@@ -185,6 +190,7 @@ class PgoutputDecoder:
         primary_key: Callable[[str, str], tuple[str, ...] | None] | None = None,
         base_type: Callable[[int], int | None] | None = None,
         spill_prefix: str = "cdc-stream-",
+        json_values: JsonValues | None = None,
     ) -> None:
         self.database = database
         # Looks up a table's primary key columns (schema, table) -> names or
@@ -197,6 +203,9 @@ class PgoutputDecoder:
         self.spill_dir = spill_dir
         self.spill_threshold = spill_threshold
         self.spill_prefix = spill_prefix
+        # The sink format's per-column value converters, when the pipeline lets
+        # rows go straight to JSON (no mappers): see RenderedRow.
+        self.json_values: JsonValues | None = json_values
         # One limit for every open streamed transaction together.
         self._budget = MemoryBudget(spill_threshold)
         self.relations: dict[int, Relation] = {}
@@ -412,6 +421,11 @@ class PgoutputDecoder:
         )
         current = self.relations.get(oid)
         if current is None or current.signature != relation.signature:
+            if self.json_values is not None:
+                values, shortcuts, encode = self.json_values(relation.column_types)
+                relation.read_json = compile_json_reader(
+                    relation.fields, relation.key_names, values, shortcuts, encode
+                )
             self.relations[oid] = relation
 
     def _type(self, buf: bytes, pos: int) -> None:
@@ -440,7 +454,11 @@ class PgoutputDecoder:
         rel = self._relation_at(buf, pos)
         if buf[pos + 4] != _NEW:
             raise ValueError("Insert without a new tuple")
-        after, unchanged, pos = _read_tuple(buf, pos + 5, rel.fields)
+        if rel.read_json is not None:
+            rendered = rel.read_json(buf, pos + 5)
+            if rendered is not None and rendered[2] == len(buf):
+                return (self._change(INSERT, rel, rendered[1], None, rendered[0], None, lsn, txn),)
+        after, unchanged, pos = rel.read_tuple(buf, pos + 5)
         _expect_end(buf, pos)
         key = _key(rel.key_names, after, unchanged, None)
         return (self._change(INSERT, rel, key, None, after, unchanged, lsn, txn),)
@@ -449,14 +467,18 @@ class PgoutputDecoder:
         rel = self._relation_at(buf, pos)
         pos += 4
         marker = buf[pos]
+        if marker == _NEW and rel.read_json is not None:
+            rendered = rel.read_json(buf, pos + 1)
+            if rendered is not None and rendered[2] == len(buf):
+                return (self._change(UPDATE, rel, rendered[1], None, rendered[0], None, lsn, txn),)
         before = None
         if marker == _KEY or marker == _OLD:
-            old, _, pos = _read_tuple(buf, pos + 1, rel.fields)
+            old, _, pos = rel.read_tuple(buf, pos + 1)
             before = old if marker == _OLD else _pick(rel.key_names, old)
             marker = buf[pos]
         if marker != _NEW:
             raise ValueError(f"Update without a new tuple (found {bytes((marker,))!r})")
-        after, unchanged, pos = _read_tuple(buf, pos + 1, rel.fields)
+        after, unchanged, pos = rel.read_tuple(buf, pos + 1)
         _expect_end(buf, pos)
         key = _key(rel.key_names, after, unchanged, before)
         return (self._change(UPDATE, rel, key, before, after, unchanged, lsn, txn),)
@@ -466,7 +488,7 @@ class PgoutputDecoder:
         marker = buf[pos + 4]
         if marker != _KEY and marker != _OLD:
             raise ValueError("Delete without a key or old tuple")
-        old, _, pos = _read_tuple(buf, pos + 5, rel.fields)
+        old, _, pos = rel.read_tuple(buf, pos + 5)
         _expect_end(buf, pos)
         before = old if marker == _OLD else _pick(rel.key_names, old)
         key = _key(rel.key_names, old, None, None)
@@ -510,7 +532,7 @@ class PgoutputDecoder:
         rel: Relation,
         key: Row | None,
         before: Row | None,
-        after: Row | None,
+        after: Row | RenderedRow | None,
         unchanged: list[str] | None,
         lsn: int,
         txn: _Txn,
@@ -518,7 +540,8 @@ class PgoutputDecoder:
         index = txn.index
         txn.index = index + 1
         # Positional: this runs once per row and keyword binding costs more.
-        return Change(op, self.database, rel.schema, rel.table, key, before, after,
+        # (A RenderedRow `after` is only ever read by the format: see RenderedRow.)
+        return Change(op, self.database, rel.schema, rel.table, key, before, after,  # type: ignore[arg-type]
                       rel.column_types, txn.position, txn.xid, txn.commit_ts, index,
                       tuple(unchanged) if unchanged else (), False, lsn, txn.source)  # fmt: skip
 
@@ -560,6 +583,164 @@ def _read_tuple(
     if pos > len(buf):
         raise ValueError("tuple data runs past the end of the message")
     return row, unchanged, pos
+
+
+TupleReader = Callable[[bytes, int], tuple[Row, list[str] | None, int]]
+# column types -> for each column in order, the sink format's value converter (None:
+# the value is used as is) and its shortcut from PostgreSQL text to JSON text (None:
+# none; it returns None for a value it cannot take); and the format's JSON encoder
+# of one value (compact, non-ASCII kept).
+JsonValues = Callable[
+    [dict[str, str]],
+    tuple[
+        Sequence[Callable[[Any], Any] | None],
+        Sequence[Callable[[bytes], str | None] | None],
+        Callable[[Any], str],
+    ],
+]
+# -> (the row as JSON, its key, next pos), or None where the general path must decide
+JsonReader = Callable[[bytes, int], tuple[RenderedRow, Row | None, int] | None]
+
+
+def compile_json_reader(
+    fields: tuple[tuple[str, Converter], ...],
+    key_names: tuple[str, ...],
+    values: Sequence[Callable[[Any], Any] | None],
+    shortcuts: Sequence[Callable[[bytes], str | None] | None],
+    encode: Callable[[Any], str],
+) -> JsonReader:
+    """A tuple reader that renders the row as the format's JSON object text.
+
+    Column by column it produces exactly what the format would make of the
+    decoded value, `encode(value_converter(convert(text)))`, with shortcuts
+    where that is the text itself: integers (their text is a JSON number),
+    text-like types (escaped as a JSON string) and booleans, when the format
+    passes those values through unchanged, and the format's own `shortcuts`
+    from PostgreSQL text (falling back where one returns None). The key columns are also decoded
+    to Python values for `Change.key`. Returns None for anything it does not
+    handle alone (unchanged TOAST values, a value that fails to convert, a
+    malformed tuple): the caller then takes the general path, which decides
+    and reports as usual.
+    """
+    n = len(fields)
+    env: dict[str, Any] = {"_unpack": _U32.unpack_from, "_count": _U16.unpack_from,
+                           "_esc": encode_basestring, "_enc": encode,
+                           "_bools": {b"t": "true", b"f": "false"},
+                           "_Rendered": RenderedRow}  # fmt: skip
+    keys = set(key_names)
+    lines = [
+        "def read_json(buf, pos):",
+        "  try:",
+        f"    if _count(buf, pos)[0] != {n}:",
+        "        return None",
+        "    pos += 2",
+    ]
+    parts = []
+    columns = zip(fields, values, shortcuts, strict=True)
+    for i, ((name, convert), value, shortcut) in enumerate(columns):
+        env[f"_c{i}"] = convert
+        env[f"_v{i}"] = value
+        env[f"_s{i}"] = shortcut
+        env[f"_p{i}"] = ("{" if i == 0 else ",") + encode(name) + ":"
+        parts.append(f"{{_p{i}}}{{f{i}}}")
+        if value is None and convert is int:
+            expr = "raw.decode()"
+        elif value is None and convert is TEXT_CONVERTER:
+            expr = "_esc(raw.decode())"
+        elif value is None and convert == BOOL_CONVERTER:
+            expr = "_bools[raw]"
+        elif value is None:
+            expr = f"_enc(_c{i}(raw))"
+        else:
+            expr = f"_enc(_v{i}(_c{i}(raw)))"
+        lines += [
+            "    kind = buf[pos]",
+            "    if kind == 116:",  # 't'
+            "        end = pos + 5 + _unpack(buf, pos + 1)[0]",
+            "        raw = buf[pos + 5:end]",
+        ]
+        if shortcut is None:
+            lines.append(f"        f{i} = {expr}")
+        else:
+            lines += [
+                f"        f{i} = _s{i}(raw)",
+                f"        if f{i} is None:",
+                f"            f{i} = {expr}",
+            ]
+        if name in keys:
+            env[f"_n{i}"] = name
+            lines.append(f"        k{i} = _c{i}(raw)")
+        lines += [
+            "        pos = end",
+            "    elif kind == 110:",  # 'n'
+            f"        f{i} = 'null'",
+        ]
+        if name in keys:
+            lines.append(f"        k{i} = None")
+        lines += [
+            "        pos += 1",
+            "    else:",
+            "        return None",
+        ]
+    row = "f'" + "".join(parts) + "}}'" if n else "'{}'"
+    key_items = [f"_n{i}: k{i}" for i, (name, _) in enumerate(fields) if name in keys]
+    key = "{" + ", ".join(key_items) + "}" if key_items and len(key_items) == len(keys) else "None"
+    lines += [
+        "    if pos > len(buf):",
+        "        return None",
+        f"    return _Rendered({row}), {key}, pos",
+        "  except Exception:",
+        "    return None",
+    ]
+    exec("\n".join(lines), env)  # noqa: S102 - names and converters are bound, not inlined
+    reader: JsonReader = env["read_json"]
+    return reader
+
+
+
+
+def compile_tuple_reader(fields: tuple[tuple[str, Converter], ...]) -> TupleReader:
+    """`_read_tuple` specialised for one relation's columns, built once per Relation.
+
+    The generated function reads every column inline with its converter bound
+    to a local name, and builds the row as one dict display. Rows holding
+    anything but text values and nulls (an unchanged TOAST value, a malformed
+    tuple) are handed to `_read_tuple`, which handles and reports them.
+    """
+    n = len(fields)
+    env: dict[str, Any] = {"_slow": _read_tuple, "_fields": fields, "_unpack": _U32.unpack_from,
+                           "_count": _U16.unpack_from}  # fmt: skip
+    lines = [
+        "def read_tuple(buf, pos):",
+        "    start = pos",
+        f"    if _count(buf, pos)[0] != {n}:",
+        "        return _slow(buf, start, _fields)",
+        "    pos += 2",
+    ]
+    for i, (name, convert) in enumerate(fields):
+        env[f"_n{i}"] = name
+        env[f"_c{i}"] = convert
+        lines += [
+            "    kind = buf[pos]",
+            "    if kind == 116:",  # 't'
+            "        end = pos + 5 + _unpack(buf, pos + 1)[0]",
+            f"        v{i} = _c{i}(buf[pos + 5:end])",
+            "        pos = end",
+            "    elif kind == 110:",  # 'n'
+            f"        v{i} = None",
+            "        pos += 1",
+            "    else:",
+            "        return _slow(buf, start, _fields)",
+        ]
+    row = ", ".join(f"_n{i}: v{i}" for i in range(n))
+    lines += [
+        "    if pos > len(buf):",
+        "        raise ValueError('tuple data runs past the end of the message')",
+        f"    return {{{row}}}, None, pos",
+    ]
+    exec("\n".join(lines), env)  # noqa: S102 - names and converters are bound, not inlined
+    reader: TupleReader = env["read_tuple"]
+    return reader
 
 
 def _pick(names: tuple[str, ...], row: Row) -> Row:

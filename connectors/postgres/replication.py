@@ -153,7 +153,7 @@ class ReplicationStream:
 
     # -- streaming ------------------------------------------------------------------
 
-    def messages(self, timeout: float, limit: int = 2000) -> Iterator[tuple[int, memoryview]]:
+    def messages(self, timeout: float, limit: int = 2000) -> Iterator[tuple[int, bytes]]:
         """Yield up to `limit` (wal_start, payload) pairs, waiting at most `timeout` for the first.
 
         Keepalives are handled here: their LSN is recorded and a requested
@@ -174,7 +174,7 @@ class ReplicationStream:
                 if kind == 0x77:  # 'w' XLogData
                     wal_start, wal_end, _ = header(data, 1)
                     count += 1
-                    yield wal_start, memoryview(data)[25:]
+                    yield wal_start, bytes(data[25:])  # one copy, owned: decoders keep it
                 elif kind == 0x6B:  # 'k' primary keepalive
                     wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.keepalive_lsn = wal_end

@@ -25,7 +25,7 @@ from cdc.model import MESSAGE, Change, Commit
 from cdc.source import snapshot_owed
 
 from .lsn import format_lsn, parse_lsn
-from .pgoutput import PgoutputDecoder
+from .pgoutput import JsonValues, PgoutputDecoder
 from .replication import ReplicationStream, classify, quote_ident
 from .snapshot import PublishedTable, TableSnapshot
 from .spill import remove_stale
@@ -62,6 +62,9 @@ class PostgresSource:
         self.database = ""
         self._stream = ReplicationStream(config.dsn, application_name=f"cdc-{name}")
         self._decoder: PgoutputDecoder | None = None
+        # Set (before open) by a pipeline without mappers whose format can take
+        # rows rendered by the decoder: see RenderedRow.
+        self.json_values: JsonValues | None = None
         self._excluded = {".".join(_split_table(t)) for t in config.exclude_tables}
         self._acked = 0
         self._conn: psycopg.Connection | None = None
@@ -111,6 +114,7 @@ class PostgresSource:
             primary_key=self._primary_key,
             base_type=self._domain_base_type,
             spill_prefix=self._spill_prefix,
+            json_values=self.json_values,
         )
         self._stream.connect()
         snapshot_name = None

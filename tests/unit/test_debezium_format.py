@@ -354,3 +354,41 @@ def test_mysql_source_block_matches_capture() -> None:
     assert list(ours["source"]) == list(source)
     assert without(ours["source"], ("version",)) == without(source, ("version",))
     assert ours["after"] == {"id": 1, "c_vc": 'héllo "quoted"'}
+
+
+def _pg_change(table: str, lsn: int | None, index: int, last_commit: int | None) -> Change:
+    return Change("insert", "shop", "public", table, {"id": index}, None, {"id": index},
+                  {"id": "int4"}, 0x16B3748, 731, 1709212455123456, index,
+                  log_pos=lsn, source={"last_commit_lsn": last_commit})  # fmt: skip
+
+
+def test_source_block_parts_reused_only_for_the_same_transaction_and_table() -> None:
+    # The per-transaction parts are kept between changes; a change that differs
+    # in any of them (e.g. renamed by a mapper) must not get the previous ones.
+    fmt = DebeziumFormat(server_name="dbz")
+    changes = [
+        _pg_change("orders", 100, 0, 50), _pg_change("orders", 200, 1, 50),
+        _pg_change("order_lines", 300, 2, 50), _pg_change("orders", None, 3, None),
+    ]  # fmt: skip
+    for change in changes:
+        source = json.loads(fmt.render(change)[0][2])["source"]
+        assert source["table"] == change.table
+        last = change.source["last_commit_lsn"]
+        lsn = change.log_pos
+        assert json.loads(source["sequence"]) == [
+            None if last is None else str(last), None if lsn is None else str(lsn)
+        ]
+        assert source["lsn"] == lsn and source["txId"] == 731
+        assert source["ts_us"] == 1709212455123456
+
+
+def test_mysql_source_block_is_the_dict_encoded() -> None:
+    fmt = DebeziumFormat(server_name="dbz")
+    block = {"connector": "mysql", "server_id": 7, "gtid": "0-1-5", "file": "b.000001",
+             "thread": None, "query": None}  # fmt: skip
+    for i, log_pos in enumerate([("b.000001", 400, 0), ("b.000001", 400, 1), None]):
+        change = Change("insert", "shop", "", "orders" if i < 2 else "lines", {"id": i}, None,
+                        {"id": i}, {"id": "int"}, ("b.000001", 900, "0-1-5"), 5,
+                        1709212455000000, i, log_pos=log_pos, source=block)  # fmt: skip
+        source = json.loads(fmt.render(change)[0][2])["source"]
+        assert source == fmt._mysql_source(change)
