@@ -905,6 +905,9 @@ def _image(data: bytes, pos: int, plan: _Plan) -> tuple[dict[str, Any], int]:
     return row, pos
 
 
+_MAX_REFUSED = 10_000  # remembered refusals; forgotten all at once past this
+
+
 class RowsDecoder:
     """TABLE_MAP and row events of one binlog stream -> decoded rows.
 
@@ -921,6 +924,7 @@ class RowsDecoder:
         self.is_mariadb = is_mariadb
         self.json_columns = json_columns
         self._by_bytes: dict[bytes, TableDecoder] = {}
+        self._refused: set[bytes] = set()  # TABLE_MAPs of tables `wanted` refused
         self._by_id: dict[int, TableDecoder | None] = {}
 
     def table_map(
@@ -929,19 +933,28 @@ class RowsDecoder:
         """Register a TABLE_MAP event body; return the decoder for its table id.
 
         With `wanted`, a table it refuses is not even parsed: its rows are
-        skipped (`decoder()` gives None for them).
+        skipped (`decoder()` gives None for them). `wanted` must answer the same
+        on every call: its answers are remembered.
         """
         table_id = int.from_bytes(body[0:6], "little")
-        if wanted is not None:
-            n = body[8]
-            schema = body[9 : 9 + n].decode()
-            table = body[11 + n : 11 + n + body[10 + n]].decode()
-            if not wanted(schema, table):
-                self._by_id[table_id] = None
-                return None
+        # Every statement logs its TABLE_MAP again: the same bytes after the table
+        # id mean the same table version, already decided and parsed once.
         key = bytes(body[6:])
         decoder = self._by_bytes.get(key)
         if decoder is None:
+            if key in self._refused:
+                self._by_id[table_id] = None
+                return None
+            if wanted is not None:
+                n = body[8]
+                schema = body[9 : 9 + n].decode()
+                table = body[11 + n : 11 + n + body[10 + n]].decode()
+                if not wanted(schema, table):
+                    if len(self._refused) >= _MAX_REFUSED:
+                        self._refused.clear()
+                    self._refused.add(key)
+                    self._by_id[table_id] = None
+                    return None
             tm = parse_table_map(body, self.is_mariadb)
             if self.json_columns is not None and self.is_mariadb:
                 wanted_json = self.json_columns(tm.schema, tm.table)

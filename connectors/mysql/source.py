@@ -607,6 +607,8 @@ class MysqlSource:
             if first == 0xFE and len(packet) < 9:
                 raise ConnectionLost("the server ended the binlog stream")
             return
+        if packet[5] == ev.MARIADB_ANNOTATE_ROWS_EVENT and self._txn_open:
+            return  # the statement text before each row event (MariaDB's default): unused
         header = ev.Header(*ev.HEADER.unpack_from(packet, 1))
         etype = header.type
         body = packet[20 : len(packet) - 4] if self._checksum else packet[20:]
