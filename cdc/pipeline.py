@@ -173,7 +173,7 @@ class Pipeline:
                     counter += 1
                     if counter >= SERVICE_EVERY:
                         counter = 0
-                        self._service()
+                        self._service(between_bursts=False)
                         if stop.is_set():
                             return  # mid-transaction: it stays unconfirmed and is replayed
                 else:
@@ -188,8 +188,12 @@ class Pipeline:
                 log.info("source finished (snapshot only) and everything is acknowledged")
                 return
 
-    def _service(self) -> None:
-        """Poll deliveries, move and confirm the safe position, keep the source alive."""
+    def _service(self, between_bursts: bool = True) -> None:
+        """Poll deliveries, move and confirm the safe position, keep the source alive.
+
+        Inside a burst the source is never told it is idle: it may have read (and
+        noted keepalives) past the items not processed yet.
+        """
         self.sink.poll(0)
         checkpointer = self.checkpointer
         if checkpointer.refused:
@@ -207,7 +211,7 @@ class Pipeline:
         acked = checkpointer.acked_position
         if acked != self._saved_position and time.monotonic() - self._last_save >= SAVE_INTERVAL:
             self._save(acked)
-        self.source.tick(checkpointer.idle)
+        self.source.tick(between_bursts and checkpointer.idle)
         now = time.monotonic()
         if now - self._metrics_at >= METRICS_INTERVAL:
             self._metrics_at = now

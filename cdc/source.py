@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .model import Change, Commit
@@ -19,8 +19,11 @@ class Source(Protocol):
 
     `tick(idle)` is called often, also while the sink is blocked on a full
     producer queue: the source sends its keepalives and status updates there.
-    `idle` is True when no event is waiting for the broker, which lets a
-    source confirm log positions that carried nothing for it.
+    `idle` is True when no event is waiting for the broker and every item of
+    the last `read()` has been processed (never in the middle of a burst),
+    which lets a source confirm log positions that carried nothing for it.
+    `read()` returns a burst: a list, or a lazy iterable (a big transaction
+    read back from disk), consumed before the next `read()`.
     """
 
     name: str
@@ -31,7 +34,7 @@ class Source(Protocol):
 
     def open(self, stored_position: Any | None) -> None: ...
 
-    def read(self, timeout: float) -> Sequence[Change | Commit]: ...
+    def read(self, timeout: float) -> Iterable[Change | Commit]: ...
 
     def ack(self, position: Any) -> None: ...
 

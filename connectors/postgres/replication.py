@@ -11,7 +11,6 @@ from __future__ import annotations
 import select
 import struct
 import time
-from collections.abc import Iterator
 
 import psycopg
 from psycopg import pq
@@ -153,18 +152,19 @@ class ReplicationStream:
 
     # -- streaming ------------------------------------------------------------------
 
-    def messages(self, timeout: float, limit: int = 2000) -> Iterator[tuple[int, bytes]]:
-        """Yield up to `limit` (wal_start, payload) pairs, waiting at most `timeout` for the first.
+    def messages(self, timeout: float, limit: int = 2000) -> list[tuple[int, bytes]]:
+        """Up to `limit` (wal_start, payload) pairs, waiting at most `timeout` for the first.
 
         Keepalives are handled here: their LSN is recorded and a requested
-        reply is flagged for the next `send_status`.
+        reply is flagged for the next `send_status` (which ends the burst).
         """
         pgconn = self._require()
         get = pgconn.get_copy_data
         header = _XLOGDATA_HEADER.unpack_from
-        count = 0
+        out: list[tuple[int, bytes]] = []
+        append = out.append
         waited = False
-        while count < limit:
+        while len(out) < limit:
             try:
                 nbytes, data = get(1)
             except psycopg.Error as e:
@@ -173,18 +173,17 @@ class ReplicationStream:
                 kind = data[0]
                 if kind == 0x77:  # 'w' XLogData
                     wal_start, wal_end, _ = header(data, 1)
-                    count += 1
-                    yield wal_start, bytes(data[25:])  # one copy, owned: decoders keep it
+                    append((wal_start, bytes(data[25:])))  # one copy, owned: decoders keep it
                 elif kind == 0x6B:  # 'k' primary keepalive
                     wal_end, _, reply = _KEEPALIVE.unpack_from(data, 1)
                     self.keepalive_lsn = wal_end
                     if reply:
                         self.reply_requested = True
-                        return  # let the caller answer now
+                        return out  # let the caller answer now
                 continue
             if nbytes == 0:
-                if count or waited:
-                    return
+                if out or waited:
+                    return out
                 waited = True
                 self._wait_readable(timeout)
                 continue
@@ -196,6 +195,7 @@ class ReplicationStream:
                 "replication connection failed: "
                 + pgconn.error_message.decode(errors="replace").strip()
             )
+        return out
 
     def _wait_readable(self, timeout: float) -> None:
         pgconn = self._require()

@@ -12,9 +12,10 @@ confirmed_flush_lsn is only ever moved to
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -394,26 +395,46 @@ class PostgresSource:
 
     # -- streaming ------------------------------------------------------------------
 
-    def read(self, timeout: float) -> Iterator[Change | Commit]:
+    def read(self, timeout: float) -> Iterable[Change | Commit]:
         if self._snapshot_rows is not None:
-            yield from self._read_snapshot()
-            return
+            return self._read_snapshot()
         if not self._stream.streaming:
             time.sleep(timeout)  # initial_only: done, the pipeline is draining
-            return
+            return ()
         decoder = self._decoder
         assert decoder is not None, "open() first"
         decode = decoder.decode
         excluded = self._excluded
+        # A list, not a generator: one append per item instead of a generator
+        # switch per item, on the hottest path.
+        out: list[Change | Commit] = []
+        append = out.append
         for wal_start, payload in self._stream.messages(timeout):
-            for item in decode(wal_start, payload):
-                if item.__class__ is Change:
-                    if item.op == MESSAGE:
-                        if item.after and item.after["prefix"] == HEARTBEAT_PREFIX:
-                            continue
-                    elif excluded and item.table_id in excluded:
-                        continue
+            items = decode(wal_start, payload)
+            if type(items) is not tuple:
+                # A streamed transaction read back lazily from its buffer: it ends
+                # the burst, since it must be consumed before the next decode.
+                return itertools.chain(out, self._kept(items))
+            for item in items:
+                if (
+                    item.__class__ is Change
+                    and (excluded or item.op == MESSAGE)
+                    and not self._keep(item)
+                ):
+                    continue
+                append(item)
+        return out
+
+    def _kept(self, items: Iterable[Change | Commit]) -> Iterator[Change | Commit]:
+        for item in items:
+            if item.__class__ is not Change or self._keep(item):
                 yield item
+
+    def _keep(self, change: Change) -> bool:
+        """False for our own heartbeats and changes of excluded tables."""
+        if change.op == MESSAGE:
+            return not (change.after and change.after["prefix"] == HEARTBEAT_PREFIX)
+        return change.table_id not in self._excluded
 
     def _read_snapshot(self) -> Iterator[Change | Commit]:
         rows = self._snapshot_rows

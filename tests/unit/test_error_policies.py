@@ -303,3 +303,42 @@ def test_a_generator_mapper_failing_midway_drops_what_it_yielded():
                         on_failure=lambda e, policy: failures.append((e.mapper, policy)))
     assert chain.apply(row(1)) == []
     assert failures == [("gen", "skip")]
+
+
+def test_the_source_is_never_told_idle_in_the_middle_of_a_burst():
+    # A source may have read past the items of its burst (PostgreSQL notes the
+    # keepalive's position while reading): "idle" mid-burst would let it confirm
+    # that position before the rest of the burst is published.
+    import threading
+
+    from cdc.pipeline import SERVICE_EVERY
+
+    class BurstSource(FakeSource):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ticks: list[tuple[int, bool]] = []
+            self.bursts = 0
+            self.done = 0
+
+        def read(self, timeout: float) -> list[Any]:
+            self.bursts += 1
+            if self.bursts > 1:
+                stop.set()
+                return []
+            items: list[Any] = []
+            for i in range(SERVICE_EVERY + 10):  # one-row transactions
+                items += [row(i), Commit(1000 + i)]
+            return items
+
+        def tick(self, idle: bool) -> None:
+            self.ticks.append((self.bursts, idle))
+
+    source = BurstSource()
+    sink = FakeSink()
+    p = Pipeline("p", source, None, make_format("json").render, sink, FakeStore(),  # type: ignore[arg-type]
+                 "{schema}.{table}")  # fmt: skip
+    stop = threading.Event()
+    p._loop(stop)
+    mid_burst = [idle for burst, idle in source.ticks if burst == 1][:-1]
+    assert mid_burst and not any(mid_burst)
+    assert source.ticks[-1][1] is True  # after the burst, all acknowledged: idle
