@@ -132,6 +132,7 @@ class Pipeline:
         # Looked up once: these run for every change.
         self._mapped = bool(chain)
         self._render = self.renderer.render
+        self._render_change = self.renderer.render_change
         self._emit = self._produce
 
     # -- lifecycle ------------------------------------------------------------------
@@ -311,10 +312,9 @@ class Pipeline:
             txn = self._txn = self.checkpointer.begin()
         self.counts[0] += 1
         if self._mapped:
-            items = self.chain.apply(change)
+            self._render(change, self.chain.apply(change), self._emit)
         else:
-            items = (change,)
-        self._render(change, items, self._emit)
+            self._render_change(change, self._emit)
 
     def _produce(
         self,

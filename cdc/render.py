@@ -89,29 +89,9 @@ class EventRenderer:
     def render(self, change: Change, items: Iterable[Change | Event], emit: Emit) -> None:
         """Hand every record made from `items` (the chain's output for `change`) to `emit`."""
         n = 0
-        render = self.format
-        keyer = self.key
         for item in items:
             if type(item) is Change:
-                try:
-                    records = render(item)
-                except SinkError:
-                    raise  # e.g. the schema registry is unreachable: not about this change
-                except Exception as e:
-                    if self.on_failure is None:
-                        raise
-                    self.on_failure(item, e, n)
-                    n += 1
-                    continue
-                for topic, key, value in records:
-                    if keyer is not None and key is not None:
-                        key = keyer(item)
-                    if n == 0:
-                        eid = self._first_event_id(item)
-                    else:
-                        eid = event_id(item, n).encode()
-                    emit(topic or self.topic(item), key, value, [(EVENT_ID_HEADER, eid)], item)
-                    n += 1
+                n = self._change_records(item, n, emit)
             else:
                 assert type(item) is Event
                 origin = item.change or change
@@ -129,14 +109,38 @@ class EventRenderer:
                 emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
                 n += 1
 
-    def _first_event_id(self, change: Change) -> bytes:
-        """`event_id(change)` as bytes, with the position's text kept between
-        calls: every change of a transaction shares it."""
-        position = change.position
-        if position != self._id_position or self._id_prefix is None:
-            self._id_prefix = format_position(position) + "/"
-            self._id_position = position
-        return f"{self._id_prefix}{change.index}".encode()
+    def render_change(self, change: Change, emit: Emit) -> None:
+        """`render(change, [change], emit)`: for pipelines without mappers."""
+        self._change_records(change, 0, emit)
+
+    def _change_records(self, item: Change, n: int, emit: Emit) -> int:
+        """Emit the format's records of one Change, numbered from `n`; the next number."""
+        try:
+            records = self.format(item)
+        except SinkError:
+            raise  # e.g. the schema registry is unreachable: not about this change
+        except Exception as e:
+            if self.on_failure is None:
+                raise
+            self.on_failure(item, e, n)
+            return n + 1
+        keyer = self.key
+        for topic, key, value in records:
+            if keyer is not None and key is not None:
+                key = keyer(item)
+            if n == 0:
+                # event_id(item): the position's text is kept between calls, as
+                # every change of a transaction shares it.
+                position = item.position
+                if position != self._id_position or self._id_prefix is None:
+                    self._id_prefix = format_position(position) + "/"
+                    self._id_position = position
+                eid = f"{self._id_prefix}{item.index}".encode()
+            else:
+                eid = event_id(item, n).encode()
+            emit(topic or self.topic(item), key, value, [(EVENT_ID_HEADER, eid)], item)
+            n += 1
+        return n
 
     def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
         key = event.key

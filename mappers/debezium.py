@@ -503,6 +503,9 @@ class DebeziumFormat:
         self.schema_topic = server_name  # Debezium's schema change topic: the topic.prefix
         self._version = package_version()
         self._tables = LayoutCache(lambda columns: _Table(columns, self.decimal))
+        # The last layout looked up (kept alive here, so its identity stays unique).
+        self._last_columns: dict[str, str] | None = None
+        self._last_table: _Table | None = None
         self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
         # The last change's (commit_ts, txid, table, schema, database, snapshot,
         # last commit LSN) and the source block parts made from them.
@@ -525,7 +528,11 @@ class DebeziumFormat:
             return [(None, None, self._envelope(change, "t", "null", "null"))]
         if op == SCHEMA:
             return self._render_schema(change)
-        table = self._tables.get(change.columns)
+        columns = change.columns
+        table = self._last_table
+        if columns is not self._last_columns or table is None:
+            table = self._tables.get(columns)
+            self._last_columns, self._last_table = columns, table
         key = change.key
         key_bytes = None if key is None else table.key(key)
         before = change.before
