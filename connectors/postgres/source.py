@@ -63,6 +63,9 @@ class PostgresSource:
         self.database = ""
         self._stream = ReplicationStream(config.dsn, application_name=f"cdc-{name}")
         self._decoder: PgoutputDecoder | None = None
+        # Messages received but not decoded yet (a burst ended early): read() takes
+        # them first, and no keepalive position is confirmed while there are any.
+        self._held: list[tuple[int, bytes]] = []
         # Set (before open) by a pipeline without mappers whose format can take
         # rows rendered by the decoder: see RenderedRow.
         self.json_values: JsonValues | None = None
@@ -409,11 +412,15 @@ class PostgresSource:
         # switch per item, on the hottest path.
         out: list[Change | Commit] = []
         append = out.append
-        for wal_start, payload in self._stream.messages(timeout):
+        batch = self._held or self._stream.messages(timeout)
+        self._held = []
+        for i, (wal_start, payload) in enumerate(batch):
             items = decode(wal_start, payload)
             if type(items) is not tuple:
                 # A streamed transaction read back lazily from its buffer: it ends
-                # the burst, since it must be consumed before the next decode.
+                # the burst, since it must be consumed before the next decode. The
+                # messages already received after it wait for the next read().
+                self._held = batch[i + 1 :]
                 return itertools.chain(out, self._kept(items))
             for item in items:
                 if (
@@ -468,7 +475,7 @@ class PostgresSource:
             return
         decoder = self._decoder
         flush = self._acked
-        if idle and decoder is not None and not decoder.in_transaction:
+        if idle and decoder is not None and not decoder.in_transaction and not self._held:
             flush = max(flush, stream.keepalive_lsn)
         now = time.monotonic()
         since = now - stream.last_status
@@ -583,5 +590,6 @@ class PostgresSource:
             self._conn.close()
         if self._decoder is not None:
             self._decoder.close()
+        self._held = []
 
 
