@@ -24,7 +24,6 @@ the pipeline.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -459,26 +458,29 @@ class Pipeline:
         self._send_dead_letter(txn, key, self._fit(record), eid)
 
     def _change_json(self, change: Change) -> Any:
-        """The change in the `json` format (or as close as it can get, if that fails too)."""
-        if type(change.after) is RenderedRow:
-            # Rendered by the decoder (a pipeline without mappers): shown as the
-            # format made it.
-            change = dataclasses.replace(change, after=json.loads(change.after))
+        """The change in the `json` format (or as close as it can get, if that fails too).
+
+        A row the decoder rendered itself (a pipeline without mappers) has no
+        Python values to render again: its `after` is shown as the sink's
+        format encoded it, in the plain form.
+        """
+        rendered = type(change.after) is RenderedRow
         render = self._dead_letter_render
         if render is None:
             from mappers.formats import make_format
 
             render = self._dead_letter_render = make_format("json", server_name=self.name).render
         try:
-            records = render(change)
+            records = [] if rendered else render(change)
             if records and records[0][2] is not None:
                 return json.loads(records[0][2])
         except Exception:  # noqa: S110 - the reason it failed is already in the record
             pass
+        after = json.loads(change.after) if rendered else plain(change.after)  # type: ignore[arg-type]
         return {
             "op": change.op, "database": change.database, "schema": change.schema,
             "table": change.table, "key": plain(change.key), "before": plain(change.before),
-            "after": plain(change.after), "position": format_position(change.position),
+            "after": after, "position": format_position(change.position),
         }  # fmt: skip
 
     def _fit(self, record: dict[str, Any]) -> bytes:

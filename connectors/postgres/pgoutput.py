@@ -30,6 +30,7 @@ returns a lazy generator that reads the spilled transaction back as it goes.
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -136,7 +137,9 @@ class Relation:
         self.fields: tuple[tuple[str, Converter], ...] = tuple(
             (c.name, converter_for(c.type_oid, c.type_modifier, custom_types)) for c in columns
         )
-        self.read_tuple = compile_tuple_reader(self.fields)
+        # Compiled by the decoder once the Relation is taken (an unchanged one
+        # re-sent by the server is dropped): until then the general reader.
+        self.read_tuple: TupleReader = functools.partial(_read_tuple, fields=self.fields)
         # Set by the decoder when rows go straight to JSON (see RenderedRow).
         self.read_json: JsonReader | None = None
         # Relation messages are re-sent after every cache invalidation; an
@@ -421,6 +424,7 @@ class PgoutputDecoder:
         )
         current = self.relations.get(oid)
         if current is None or current.signature != relation.signature:
+            relation.read_tuple = compile_tuple_reader(relation.fields)
             if self.json_values is not None:
                 values, shortcuts, encode = self.json_values(relation.column_types)
                 relation.read_json = compile_json_reader(
@@ -622,6 +626,11 @@ def compile_json_reader(
     malformed tuple): the caller then takes the general path, which decides
     and reports as usual.
     """
+    index = {name: i for i, (name, _) in enumerate(fields)}
+    if any(name not in index for name in key_names):
+        # A key column the relation does not have (the catalog changed since this
+        # WAL was written): the general path reports it.
+        return _never_renders
     n = len(fields)
     env: dict[str, Any] = {"_unpack": _U32.unpack_from, "_count": _U16.unpack_from,
                            "_esc": encode_basestring, "_enc": encode,
@@ -647,7 +656,7 @@ def compile_json_reader(
             expr = "raw.decode()"
         elif value is None and convert is TEXT_CONVERTER:
             expr = "_esc(raw.decode())"
-        elif value is None and convert == BOOL_CONVERTER:
+        elif value is None and convert is BOOL_CONVERTER:
             expr = "_bools[raw]"
         elif value is None:
             expr = f"_enc(_c{i}(raw))"
@@ -683,8 +692,11 @@ def compile_json_reader(
             "        return None",
         ]
     row = "f'" + "".join(parts) + "}}'" if n else "'{}'"
-    key_items = [f"_n{i}: k{i}" for i, (name, _) in enumerate(fields) if name in keys]
-    key = "{" + ", ".join(key_items) + "}" if key_items and len(key_items) == len(keys) else "None"
+    # The key in key_names' order (a primary key's own order under REPLICA IDENTITY
+    # FULL), as the general path builds it: the same bytes for every event of a row.
+    key = "{" + ", ".join(f"_n{index[n]}: k{index[n]}" for n in key_names) + "}"
+    if not key_names:
+        key = "None"
     lines += [
         "    if pos > len(buf):",
         "        return None",
@@ -741,6 +753,11 @@ def compile_tuple_reader(fields: tuple[tuple[str, Converter], ...]) -> TupleRead
     exec("\n".join(lines), env)  # noqa: S102 - names and converters are bound, not inlined
     reader: TupleReader = env["read_tuple"]
     return reader
+
+
+def _never_renders(buf: bytes, pos: int) -> None:
+    """The JSON reader of a relation whose rows always take the general path."""
+    return None
 
 
 def _pick(names: tuple[str, ...], row: Row) -> Row:

@@ -342,3 +342,22 @@ def test_the_source_is_never_told_idle_in_the_middle_of_a_burst():
     mid_burst = [idle for burst, idle in source.ticks if burst == 1][:-1]
     assert mid_burst and not any(mid_burst)
     assert source.ticks[-1][1] is True  # after the burst, all acknowledged: idle
+
+
+def test_a_decoder_rendered_row_refused_by_the_broker_is_dead_lettered_as_rendered():
+    # Without mappers the PostgreSQL decoder hands the format a RenderedRow; a
+    # dead-letter record shows that row as the format encoded it.
+    from cdc.model import RenderedRow
+
+    sink = FakeSink(limit=2000)
+    p = Pipeline("p", FakeSource(), None, make_format("debezium").render, sink, FakeStore(),  # type: ignore[arg-type]
+                 "{schema}.{table}", on_error="dead_letter", dead_letter_topic=DLQ,
+                 max_message_bytes=2000)  # fmt: skip
+    c = row(1)
+    c.columns = {"id": "int4", "day": "date", "text": "text"}
+    c.after = RenderedRow('{"id":1,"day":19782,"text":"' + "x" * 3000 + '"}')  # type: ignore[assignment]
+    txn(p, c, position=10)
+    (record,) = dead_letters(sink)
+    assert record["error_type"] == "MSG_SIZE_TOO_LARGE"
+    assert record["change"]["after"]["id"] == 1 and record["change"]["after"]["day"] == 19782
+    assert record["change"]["table"] == "t"

@@ -171,3 +171,39 @@ def test_negative_numeric_scale_is_read_from_the_typmod() -> None:
 
     assert type_name(1700, None, ((5 << 16) | (-2 & 0x7FF)) + 4) == "numeric(5,-2)"
     assert type_name(1700, None, ((12 << 16) | 2) + 4) == "numeric(12,2)"
+
+
+FULL = 16600  # columns (a, b, v), REPLICA IDENTITY FULL, PRIMARY KEY (b, a)
+
+
+def full_decoder(fmt: DebeziumFormat, fused: bool, key: tuple[str, ...]) -> PgoutputDecoder:
+    decoder = PgoutputDecoder("dbz", json_values=fmt.json_values if fused else None,
+                              primary_key=lambda schema, table: key)  # fmt: skip
+    columns = [("a", 23, True), ("b", 23, True), ("v", 25, True)]
+    feed(decoder, relation(FULL, "full_t", columns, identity=b"f"))
+    return decoder
+
+
+def test_a_primary_key_in_its_own_order_gives_every_event_of_a_row_the_same_key() -> None:
+    # Under REPLICA IDENTITY FULL the key is the primary key, in its order (b, a);
+    # inserts (decoder-rendered) and updates/deletes (old tuple: general path)
+    # must carry the same key bytes, or a row's events land on different partitions.
+    fmt = DebeziumFormat(server_name="dbz")
+    messages = [begin(0x3000, 950), insert(FULL, ["1", "2", "x"]),
+                update(FULL, ["1", "2", "y"], old=["1", "2", "x"], old_kind=b"O"),
+                delete(FULL, ["1", "2", "y"], kind=b"O"), commit(0x3000, 0x3008)]  # fmt: skip
+    for fused in (False, True):
+        changes = [c for c in feed(full_decoder(fmt, fused, ("b", "a")), *messages)
+                   if type(c) is Change]  # fmt: skip
+        keys = {key for change in changes for _, key, _ in fmt.render(change)}
+        assert keys == {b'{"b":2,"a":1}'}, (fused, keys)
+
+
+def test_a_key_column_missing_from_the_relation_is_reported_as_before() -> None:
+    from cdc.errors import DecodeError
+
+    fmt = DebeziumFormat(server_name="dbz")
+    messages = [begin(0x3000, 950), insert(FULL, ["1", "2", "x"]), commit(0x3000, 0x3008)]
+    for fused in (False, True):
+        with pytest.raises(DecodeError):
+            feed(full_decoder(fmt, fused, ("gone", "a")), *messages)
