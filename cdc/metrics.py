@@ -58,6 +58,8 @@ class Latency:
         bounds = self.BOUNDS
         total = 0.0
         for v in values:
+            if v < 0.0:  # the database's clock ahead of ours: count it as no delay
+                v = 0.0
             counts[bisect.bisect_left(bounds, v)] += 1
             total += v
         self.sum += total

@@ -237,9 +237,13 @@ class Pipeline:
         drain): with message.timeout.ms=0 the queue never empties while the
         broker is away, and SIGTERM must still end the process.
         """
-        self.last_loop = time.monotonic()  # waiting for the broker is not a stall
+        now = time.monotonic()
+        self.last_loop = now  # waiting for the broker is not a stall
         if not self._draining and self._stop is not None and self._stop.is_set():
             raise _Stopped()
+        if now - self._metrics_at >= METRICS_INTERVAL:  # in flight grows while we wait
+            self._metrics_at = now
+            self._update_metrics()
         if self._source_lost:
             return
         moved = self.checkpointer.advance()

@@ -574,7 +574,9 @@ class MysqlSource:
         log.info("snapshot read: %d rows", snapshot.rows_read)
         file, pos, gtid = self._stream_from
         # Once acknowledged, the offsets record the snapshot as complete.
-        out.append(Commit((file, pos, self._gtid_text), None, snapshot.commit_ts))
+        # No commit time: a snapshot is not a transaction of the log, and its
+        # duration is no commit-to-ack latency.
+        out.append(Commit((file, pos, self._gtid_text), None, 0))
         self._snapshot_owed = False
         if self.config.snapshot == "initial_only":
             self.finished = True

@@ -84,3 +84,12 @@ def test_latency_histogram_exposes_cumulative_buckets():
     assert line in text
     assert 'cdc_commit_to_ack_seconds_bucket{le="+Inf",pipeline="latency-test"} 4.0' in text
     assert 'cdc_commit_to_ack_seconds_count{pipeline="latency-test"} 4.0' in text
+
+
+def test_a_source_clock_ahead_of_ours_counts_as_no_delay():
+    from cdc.metrics import Latency
+
+    latency = Latency()
+    latency.observe_all([-0.5, 0.002])
+    assert latency.counts[0] == 1 and latency.counts[1] == 1
+    assert latency.sum == 0.002

@@ -361,3 +361,13 @@ def test_a_decoder_rendered_row_refused_by_the_broker_is_dead_lettered_as_render
     assert record["error_type"] == "MSG_SIZE_TOO_LARGE"
     assert record["change"]["after"]["id"] == 1 and record["change"]["after"]["day"] == 19782
     assert record["change"]["table"] == "t"
+
+
+def test_in_flight_is_published_while_the_sink_waits_for_the_broker():
+    p, sink = make("fail")
+    p._process(row(1))
+    p._process(row(2))
+    p.metrics.in_flight.set(-1)  # the gauge is shared by every pipeline named "p"
+    p._metrics_at = 0.0
+    p._while_blocked()  # called by the sink between polls of a full queue
+    assert p.metrics.in_flight._value.get() == 2
