@@ -503,13 +503,10 @@ class DebeziumFormat:
         self.schema_topic = server_name  # Debezium's schema change topic: the topic.prefix
         self._version = package_version()
         self._tables = LayoutCache(lambda columns: _Table(columns, self.decimal))
-        # The last layout looked up (kept alive here, so its identity stays unique).
-        self._last_columns: dict[str, str] | None = None
-        self._last_table: _Table | None = None
         self._source_parts: dict[tuple[str, str, str], tuple[str, str]] = {}
-        # The last change's (commit_ts, txid, table, schema, database, snapshot,
-        # last commit LSN) and the source block parts made from them.
-        self._memo: tuple[Any, ...] = (None,) * 9
+        # The last change's source fields (as compared in _pg_source /
+        # _mysql_source_json) and the source block parts made from them.
+        self._memo: tuple[Any, str, str] = (None, "", "")
         self._mysql_memo: tuple[Any, str, str] = (None, "", "")
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
@@ -528,11 +525,7 @@ class DebeziumFormat:
             return [(None, None, self._envelope(change, "t", "null", "null"))]
         if op == SCHEMA:
             return self._render_schema(change)
-        columns = change.columns
-        table = self._last_table
-        if columns is not self._last_columns or table is None:
-            table = self._tables.get(columns)
-            self._last_columns, self._last_table = columns, table
+        table = self._tables.get(change.columns)
         key = change.key
         key_bytes = None if key is None else table.key(key)
         before = change.before
@@ -606,17 +599,14 @@ class DebeziumFormat:
         # compare equal (a mapper may have changed any of them, so no identity
         # shortcut).
         last_commit = change.source.get("last_commit_lsn")
+        memo_key = (change.commit_ts, change.txid, change.table, change.schema,
+                    change.database, change.snapshot, last_commit)  # fmt: skip
         memo = self._memo
-        if (
-            memo[0] == change.commit_ts and memo[1] == change.txid and memo[2] == change.table
-            and memo[3] == change.schema and memo[4] == change.database
-            and memo[5] == change.snapshot and memo[6] == last_commit
-        ):  # fmt: skip
-            head, tail = memo[7], memo[8]
+        if memo[0] == memo_key:
+            head, tail = memo[1], memo[2]
         else:
             head, tail = self._pg_source_parts(change, last_commit)
-            self._memo = (change.commit_ts, change.txid, change.table, change.schema,
-                          change.database, change.snapshot, last_commit, head, tail)  # fmt: skip
+            self._memo = (memo_key, head, tail)
         lsn = change.log_pos
         if lsn is None:
             return f'{head}null]",{tail}null,"xmin":null,"origin":null,"origin_lsn":null}}'
