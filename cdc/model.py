@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,24 @@ class RenderedRow(str):
     """
 
     __slots__ = ()
+
+
+# What such a format gives a source (its `json_values`): column types -> for each
+# column in order, the format's value converter (None: the value is used as is) and
+# its shortcut from the value's text (PostgreSQL's text form, as bytes) to JSON text
+# (None: none; it returns None for a value it cannot take); and the format's JSON
+# encoder of one value (compact, non-ASCII kept). A converter with an `EPOCH_UNIT`
+# attribute (an int) maps a naive datetime to its count of that many microseconds
+# since 1970-01-01, floored: a source holding a time's fields may compute it itself.
+EPOCH_UNIT = "epoch_unit"
+JsonValues = Callable[
+    [dict[str, str]],
+    tuple[
+        Sequence[Callable[[Any], Any] | None],
+        Sequence[Callable[[bytes], str | None] | None],
+        Callable[[Any], str],
+    ],
+]
 
 
 @dataclass(slots=True, eq=False)

@@ -101,6 +101,7 @@ from typing import Any
 import cdc
 from cdc.model import (
     DELETE,
+    EPOCH_UNIT,
     INSERT,
     MESSAGE,
     READ,
@@ -271,6 +272,12 @@ def _timestamp_ms(value: Any) -> Any:
     if type(us) is int and us not in (_PG_TS_POS_INFINITY, _PG_TS_NEG_INFINITY):
         return us // 1000
     return us
+
+
+# Both map a naive datetime to a count since the epoch (see cdc.model.EPOCH_UNIT):
+# a source holding a time's fields computes that number without a datetime.
+setattr(_timestamp_us, EPOCH_UNIT, 1)  # noqa: B010
+setattr(_timestamp_ms, EPOCH_UNIT, 1000)  # noqa: B010
 
 
 def _zoned_timestamp(width: int) -> Converter:
@@ -508,6 +515,7 @@ class DebeziumFormat:
         # _mysql_source_json) and the source block parts made from them.
         self._memo: tuple[Any, str, str] = (None, "", "")
         self._mysql_memo: tuple[Any, str, str] = (None, "", "")
+        self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -660,18 +668,29 @@ class DebeziumFormat:
 
     def _mysql_source_json(self, change: Change) -> str:
         """`"source":{...}` of a MySQL change; as `_pg_source`, the parts that are
-        the same for every row of a transaction in one table are built once."""
+        the same for every row of a transaction in one table are built once, and
+        those the same for every transaction are kept per table."""
         extra = change.source
-        memo_key = (change.commit_ts, change.database, change.table, change.snapshot,
-                    extra.get("server_id", 0), extra.get("gtid"), extra.get("thread"),
-                    extra.get("query"))  # fmt: skip
+        ts_us = change.commit_ts
+        server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
+        thread, query = extra.get("thread"), extra.get("query")
+        memo_key = (ts_us, change.database, change.table, change.snapshot, server_id, gtid,
+                    thread, query)  # fmt: skip
         memo = self._mysql_memo
         if memo[0] == memo_key:
             head, tail = memo[1], memo[2]
         else:
-            block = self._mysql_source(change)
-            head = '"source":' + _encode({k: block[k] for k in _MYSQL_HEAD})[:-1] + ',"file":'
-            tail = ',"thread":' + _encode(block["thread"]) + ',"query":' + _encode(block["query"])
+            names = memo_key[1:5] + memo_key[6:]
+            parts = self._mysql_parts.get(names)
+            if parts is None:
+                if len(self._mysql_parts) >= self._MAX_CACHED:
+                    self._mysql_parts.clear()
+                parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
+            before_ts, before_ts_us, before_gtid, tail = parts
+            head = (
+                f"{before_ts}{_encode(ts_us // 1000)}{before_ts_us}{_encode(ts_us)},"
+                f'"ts_ns":{_encode(ts_us * 1000)}{before_gtid}{_encode(gtid)},"file":'
+            )
             self._mysql_memo = (memo_key, head, tail)
         log_pos = change.log_pos
         if type(log_pos) is tuple:
@@ -707,6 +726,19 @@ class DebeziumFormat:
         ).encode()
         return [(self.schema_topic, _encode({"databaseName": database}).encode(), value)]
 
+    def _mysql_source_parts(self, change: Change, extra: dict[str, Any]) -> tuple[str, ...]:
+        """The MySQL source block's text around its per-transaction fields: before
+        ts_ms, between it and ts_us, after ts_ns up to gtid, after row (see _mysql_source)."""
+        return (
+            f'"source":{{"version":{_encode(self._version)},"connector":"mysql",'
+            f'"name":{_encode(self.server_name)},"ts_ms":',
+            f',"snapshot":"{"true" if change.snapshot else "false"}",'
+            f'"db":{_encode(change.database)},"sequence":null,"ts_us":',
+            f',"table":{_encode(change.table)},"server_id":{_encode(extra.get("server_id", 0))},'
+            '"gtid":',
+            f',"thread":{_encode(extra.get("thread"))},"query":{_encode(extra.get("query"))}',
+        )
+
     def _mysql_source(self, change: Change) -> dict[str, Any]:
         ts_us = change.commit_ts
         extra = change.source
@@ -733,15 +765,14 @@ class DebeziumFormat:
         }
 
 
-# The MySQL source block's fields before "file" (Debezium's order).
-_MYSQL_HEAD = ("version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us",
-               "ts_ns", "table", "server_id", "gtid")  # fmt: skip
-
-
 def _encode_value(value: Any) -> str:
-    """`_encode` of one value, with the common converted kind, text, done directly."""
-    if type(value) is str:
+    """`_encode` of one value, with the common converted kinds (text, and the
+    integers of the time types) done directly."""
+    kind = type(value)
+    if kind is str:
         return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
     return _encode(value)
 
 

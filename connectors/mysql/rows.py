@@ -61,10 +61,11 @@ import json
 import struct
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from cdc.errors import DecodeError
-from cdc.model import Geometry
+from cdc.model import EPOCH_UNIT, Geometry, JsonValues, RenderedRow
 
 from .jsonb import parse_json_binary
 
@@ -133,8 +134,10 @@ _ENUM_AND_SET_COLUMN_CHARSET = 11
 
 _UTC = dt.UTC
 _EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_EPOCH_ORDINAL = 719163  # dt.date(1970, 1, 1).toordinal()
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
+Row = dict[str, Any]
 
 
 def _lenenc(data: bytes, pos: int) -> tuple[int, int]:
@@ -417,6 +420,15 @@ _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 
 def decimal_reader(precision: int, scale: int) -> Reader:
     """DECIMAL: packed base-10^9 groups, big-endian, sign in the top bit (inverted)."""
+    return _decimal(precision, scale, Decimal)
+
+
+def decimal_text_reader(precision: int, scale: int) -> Reader:
+    """DECIMAL as its plain text, exactly `scale` decimals (e.g. '-12.30')."""
+    return _decimal(precision, scale, str)
+
+
+def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
     intg = precision - scale
     intg0, intg0x = divmod(intg, 9)
     frac0, frac0x = divmod(scale, 9)
@@ -441,7 +453,26 @@ def decimal_reader(precision: int, scale: int) -> Reader:
         digits_left -= ndig
         frac_groups.append((shift, (1 << (w * 8)) - 1, 10**digits_left))
     int_shift = size * 8 - int_bytes * 8
-    simple_int = len(int_groups) <= 1 and True
+    text_of = f"%s%d.%0{scale}d" if scale else "%s%d"  # sign, whole, fraction
+    if len(int_groups) <= 1 and len(frac_groups) <= 1:
+        # Up to 9 digits each side (DECIMAL(18,9) and the usual money types): the
+        # integer part above int_shift, the fraction below it, one % each.
+        frac_mask = (1 << int_shift) - 1
+        if frac_groups:
+            frac_mult = frac_groups[0][2]
+
+            def read_small(data: bytes, pos: int) -> tuple[Any, int]:
+                end = pos + size
+                raw = int.from_bytes(data[pos:end], "big")
+                if raw & top:
+                    raw ^= top
+                    sign = ""
+                else:
+                    raw ^= ones ^ top
+                    sign = "-"
+                return make(text_of % (sign, raw >> int_shift, (raw & frac_mask) * frac_mult)), end
+
+            return read_small
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
         end = pos + size
@@ -450,20 +481,17 @@ def decimal_reader(precision: int, scale: int) -> Reader:
         raw ^= top
         if negative:
             raw ^= ones
-        if simple_int:
-            whole = raw >> int_shift
-        else:
-            whole = 0
-            for s, mask in int_groups:
-                whole = whole * 1_000_000_000 + (raw >> s & mask)
+        whole = 0
+        for s, mask in int_groups:
+            whole = whole * 1_000_000_000 + (raw >> s & mask)
         if scale:
             frac = 0
             for s, mask, mult in frac_groups:
                 frac += (raw >> s & mask) * mult
-            text = f"{'-' if negative else ''}{whole}.{frac:0{scale}d}"
+            text = text_of % ("-" if negative else "", whole, frac)
         else:
             text = f"-{whole}" if negative else str(whole)
-        return Decimal(text), end
+        return make(text), end
 
     return read
 
@@ -781,12 +809,15 @@ class _Plan:
     """How to read one row image: the present columns, its null-bitmap size, and a
     function compiled for images without NULLs (the common case)."""
 
-    __slots__ = ("columns", "nbytes", "fast")
+    __slots__ = ("columns", "nbytes", "mask", "fast", "json")
 
     def __init__(self, columns: list[tuple[str, Reader, str | None]]):
         self.columns = tuple((name, read) for name, read, _ in columns)
         self.nbytes = (len(columns) + 7) // 8
+        # The servers set the bitmap's padding bits (past the last column): not NULLs.
+        self.mask = (1 << len(columns)) - 1
         self.fast = _compile(columns)
+        self.json: JsonImage | None = None  # see TableDecoder.keyed_rows
 
 
 def _compile(columns: list[tuple[str, Reader, str | None]]) -> Callable[[bytes, int], Any]:
@@ -822,10 +853,172 @@ def _compile(columns: list[tuple[str, Reader, str | None]]) -> Callable[[bytes, 
     return env["image"]
 
 
-class TableDecoder:
-    """Decodes the row events of one table version; built once per distinct TABLE_MAP."""
+# -> (the image as the format's JSON object, its key columns, next pos), or None
+# where the general path must decide.
+JsonImage = Callable[[bytes, int], tuple[RenderedRow, Row | None, int] | None]
+_INTEGER_CODES = frozenset("bBhHiIqQ")
 
-    def __init__(self, table_map: TableMap):
+
+class _JsonColumn:
+    """A column as the JSON image compiler sees it: how to read it and render it."""
+
+    __slots__ = ("name", "meta", "read", "code", "convert", "shortcut", "kind", "prefix",
+                 "encoding")  # fmt: skip
+
+    def __init__(self, c: Column, type_name: str, convert: Any, shortcut: Any):
+        self.name = c.name
+        self.meta = c.meta
+        self.read, _ = column_reader(c)
+        self.code = fixed_format(c)
+        self.convert = convert
+        self.shortcut = None
+        self.prefix = 0  # text read in line: the length prefix's bytes (1 or 2)
+        self.encoding = python_encoding(c.collation)
+        if convert is None and self.code in _INTEGER_CODES:
+            self.kind = "int"  # its text is its JSON
+        elif convert is None and type_name in ("varchar", "text", "bpchar"):
+            self.kind = "str"  # escaped as a JSON string
+            if c.real_type in (T_VARCHAR, T_VAR_STRING, T_STRING):
+                self.prefix = 1 if c.meta < 256 else 2
+            elif c.meta in (1, 2):
+                self.prefix = c.meta
+        elif isinstance(getattr(convert, EPOCH_UNIT, None), int) and c.real_type == T_DATETIME2:
+            self.kind = "epoch"  # its count since the epoch, from the packed fields
+        elif shortcut is not None and c.real_type == T_NEWDECIMAL:
+            # The format's shortcut from numeric text, which a DECIMAL's plain text is.
+            self.kind = "decimal"
+            self.read = decimal_text_reader(c.meta >> 8, c.meta & 0xFF)
+            self.shortcut = shortcut
+        else:
+            self.kind = "value"  # encode(convert(value)), as the format does
+
+
+_DAYS: dict[int, int] = {}  # DATETIME2's packed year-month-day -> days since 1970-01-01
+
+
+def _day_number(ymd: int) -> int:
+    """Days since 1970-01-01 of a DATETIME2 date part (ValueError for zero dates)."""
+    ym = ymd >> 5
+    day = dt.date(ym // 13, ym % 13, ymd & 31).toordinal() - _EPOCH_ORDINAL
+    if len(_DAYS) >= 100_000:
+        _DAYS.clear()
+    _DAYS[ymd] = day
+    return day
+
+
+def _compile_json(
+    columns: list[_JsonColumn], key_names: tuple[str, ...], encode: Callable[[Any], str]
+) -> JsonImage | None:
+    """`image(data, pos)` for a row image without NULLs (`pos` after its bitmap),
+    rendering it as the format's JSON object text, column by column exactly what
+    the format makes of the decoded value: `encode(convert(value))`, with the
+    value's own text where that is its JSON (integers), JSON string escaping
+    for text, and the format's numeric shortcut for DECIMAL. Any exception
+    (a value the format refuses, a malformed image) gives None: the general
+    path then decides and reports as usual."""
+    names = [c.name for c in columns]
+    if any(k not in names for k in key_names):
+        return None
+    env: dict[str, Any] = {"_esc": encode_basestring, "_enc": encode, "_Rendered": RenderedRow,
+                           "_Decimal": Decimal, "_days": _DAYS,
+                           "_day_number": _day_number}  # fmt: skip
+    lines = ["def image(data, pos):", "  try:"]
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        st = struct.Struct("<" + "".join(str(columns[k].code) for k in run))
+        env[f"S{run[0]}"] = st.unpack_from
+        lines.append(f"    {', '.join(f'v{k}' for k in run)}, = S{run[0]}(data, pos)")
+        lines.append(f"    pos += {st.size}")
+        run.clear()
+
+    for k, c in enumerate(columns):
+        env[f"P{k}"] = ("{" if k == 0 else ",") + encode(c.name) + ":"
+        env[f"C{k}"] = c.convert
+        if c.code is not None:
+            run.append(k)
+        elif c.kind == "epoch" and c.name not in key_names:
+            flush()
+            nfrac, mult = _frac_reader(c.meta)
+            unit = getattr(c.convert, EPOCH_UNIT)
+            lines.append('    raw = int.from_bytes(data[pos:pos + 5], "big") - 0x8000000000')
+            if nfrac:
+                lines.append(f'    us = int.from_bytes(data[pos + 5:pos + {5 + nfrac}], "big")'
+                             f" * {mult}")  # fmt: skip
+            lines += [
+                f"    pos += {5 + nfrac}",
+                "    day = _days.get(raw >> 17)",
+                "    if day is None:",
+                "        day = _day_number(raw >> 17)",  # a zero date raises: the general path
+                f"    v{k} = ((day * 24 + (raw >> 12 & 31)) * 60 + (raw >> 6 & 63)) * 60"
+                f" + (raw & 63)",
+                f"    v{k} = v{k} * 1000000" + (" + us" if nfrac else ""),
+            ]
+            if unit != 1:
+                lines.append(f"    v{k} //= {unit}")
+        elif c.prefix:
+            flush()
+            env[f"E{k}"] = c.encoding
+            length = "data[pos]" if c.prefix == 1 else "(data[pos] | data[pos + 1] << 8)"
+            lines += [
+                f"    end = pos + {c.prefix} + {length}",
+                f"    v{k} = data[pos + {c.prefix}:end].decode(E{k})",
+                "    pos = end",
+            ]
+        else:
+            flush()
+            env[f"R{k}"] = c.read
+            lines.append(f"    v{k}, pos = R{k}(data, pos)")
+        if c.kind == "int" or (c.kind == "epoch" and c.name not in key_names):
+            parts.append(f"{{P{k}}}{{v{k}}}")
+        elif c.kind == "str":
+            parts.append(f"{{P{k}}}{{_esc(v{k})}}")
+        elif c.kind == "decimal":
+            env[f"H{k}"] = c.shortcut
+            lines += [
+                f"    f{k} = H{k}(v{k}.encode())",
+                f"    if f{k} is None:",
+                f"        f{k} = _enc(C{k}(_Decimal(v{k})))",
+            ]
+            parts.append(f"{{P{k}}}{{f{k}}}")
+        elif c.convert is None:
+            parts.append(f"{{P{k}}}{{_enc(v{k})}}")
+        else:
+            parts.append(f"{{P{k}}}{{_enc(C{k}(v{k}))}}")
+    flush()
+    key = "None"
+    if key_names:
+        items = []
+        for name in key_names:
+            k = names.index(name)
+            env[f"N{k}"] = name
+            items.append(f"N{k}: _Decimal(v{k})" if columns[k].kind == "decimal" else f"N{k}: v{k}")
+        key = "{" + ", ".join(items) + "}"
+    row = "f'" + "".join(parts) + "}}'" if columns else "'{}'"
+    lines += [
+        "    if pos > len(data):",  # a truncated image: the general path reports it
+        "        return None",
+        f"    return _Rendered({row}), {key}, pos",
+        "  except Exception:",
+        "    return None",
+    ]
+    exec("\n".join(lines), env)  # noqa: S102 (generated from column indexes only)
+    image: JsonImage = env["image"]
+    return image
+
+
+class TableDecoder:
+    """Decodes the row events of one table version; built once per distinct TABLE_MAP.
+
+    With `json_values` (a pipeline whose only reader of the rows is its format,
+    see cdc.model.RenderedRow) it also renders new row images straight into the
+    format's JSON: `keyed_rows()`.
+    """
+
+    def __init__(self, table_map: TableMap, json_values: JsonValues | None = None):
         self.schema = table_map.schema
         self.table = table_map.table
         self.table_map = table_map
@@ -839,21 +1032,78 @@ class TableDecoder:
         }
         self.key_names = tuple(cols[i].name for i in table_map.primary_key)
         self._plans: dict[bytes, _Plan] = {}
+        self._json: list[_JsonColumn] | None = None
+        if json_values is not None:
+            converters, shortcuts, encode = json_values(self.columns)
+            self._encode = encode
+            self._json = [
+                _JsonColumn(c, type_name, convert, shortcut)
+                for c, type_name, convert, shortcut in zip(
+                    cols, self.columns.values(), converters, shortcuts, strict=True
+                )
+            ]
 
     def _plan(self, bitmap: bytes) -> _Plan:
         """The plan for a columns-present bitmap (all columns, with binlog_row_image=FULL)."""
         plan = self._plans.get(bitmap)
         if plan is None:
             bits = int.from_bytes(bitmap, "little")
-            present = [
-                (name, read, code)
-                for i, (name, read, code) in enumerate(
-                    zip(self.names, self.readers, self.formats, strict=True)
+            present = [i for i in range(len(self.names)) if bits >> i & 1]
+            plan = _Plan([(self.names[i], self.readers[i], self.formats[i]) for i in present])
+            if self._json is not None:
+                plan.json = _compile_json(
+                    [self._json[i] for i in present], self.key_names, self._encode
                 )
-                if bits >> i & 1
-            ]
-            plan = self._plans[bytes(bitmap)] = _Plan(present)
+            self._plans[bytes(bitmap)] = plan
         return plan
+
+    def keyed_rows(
+        self, body: bytes, event_type: int, post_header: int = 8
+    ) -> list[tuple[Row | None, Row | RenderedRow | None, Row | None]]:
+        """(before, after, key) of every row of a WRITE/UPDATE/DELETE_ROWS event body.
+
+        `after` is a `RenderedRow` where this decoder renders JSON and the image
+        holds no NULL (the common case); `key` holds the primary key's columns
+        of the new image (the old one for deletes), None without a primary key.
+        """
+        pos = post_header
+        if event_type in V2_EVENTS:
+            pos += body[pos] | body[pos + 1] << 8
+        count, pos = _lenenc(body, pos)
+        nbytes = (count + 7) // 8
+        plan = self._plan(body[pos : pos + nbytes])
+        pos += nbytes
+        end = len(body)
+        names = self.key_names
+        out: list[tuple[Row | None, Row | RenderedRow | None, Row | None]] = []
+        append = out.append
+        if event_type in DELETE_EVENTS:
+            while pos < end:
+                row, pos = _image(body, pos, plan)
+                append((row, None, {k: row[k] for k in names} if names else None))
+            return out
+        before = None
+        new = plan
+        update = event_type in UPDATE_EVENTS
+        if update:
+            new = self._plan(body[pos : pos + nbytes])
+            pos += nbytes
+        rendered = new.json
+        mask = new.mask
+        bitmap = new.nbytes
+        while pos < end:
+            if update:
+                before, pos = _image(body, pos, plan)
+            nulls = int.from_bytes(body[pos : pos + bitmap], "little") & mask
+            if rendered is not None and not nulls:
+                made = rendered(body, pos + bitmap)
+                if made is not None:
+                    after, key, pos = made
+                    append((before, after, key))
+                    continue
+            row, pos = _image(body, pos, new)
+            append((before, row, {k: row[k] for k in names} if names else None))
+        return out
 
     def rows(
         self, body: bytes, event_type: int, post_header: int = 8
@@ -891,7 +1141,7 @@ class TableDecoder:
 
 def _image(data: bytes, pos: int, plan: _Plan) -> tuple[dict[str, Any], int]:
     start = pos + plan.nbytes
-    nulls = int.from_bytes(data[pos:start], "little")
+    nulls = int.from_bytes(data[pos:start], "little") & plan.mask
     if not nulls:
         return plan.fast(data, start)
     pos = start
@@ -920,9 +1170,11 @@ class RowsDecoder:
         self,
         is_mariadb: bool = True,
         json_columns: Callable[[str, str], set[str]] | None = None,
+        json_values: JsonValues | None = None,
     ):
         self.is_mariadb = is_mariadb
         self.json_columns = json_columns
+        self.json_values = json_values  # see TableDecoder
         self._by_bytes: dict[bytes, TableDecoder] = {}
         self._refused: set[bytes] = set()  # TABLE_MAPs of tables `wanted` refused
         self._by_id: dict[int, TableDecoder | None] = {}
@@ -961,7 +1213,7 @@ class RowsDecoder:
                 for c in tm.columns:
                     if c.name in wanted_json and c.real_type == T_BLOB:
                         c.json_text = True
-            decoder = TableDecoder(tm)
+            decoder = TableDecoder(tm, self.json_values)
             self._by_bytes[key] = decoder
         self._by_id[table_id] = decoder
         return decoder

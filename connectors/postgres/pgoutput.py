@@ -39,7 +39,17 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from cdc.errors import DecodeError
-from cdc.model import DELETE, INSERT, MESSAGE, TRUNCATE, UPDATE, Change, Commit, RenderedRow
+from cdc.model import (
+    DELETE,
+    INSERT,
+    MESSAGE,
+    TRUNCATE,
+    UPDATE,
+    Change,
+    Commit,
+    JsonValues,
+    RenderedRow,
+)
 
 from .lsn import PG_EPOCH_OFFSET_US, format_lsn
 from .spill import MemoryBudget, SpillBuffer
@@ -590,18 +600,6 @@ def _read_tuple(
 
 
 TupleReader = Callable[[bytes, int], tuple[Row, list[str] | None, int]]
-# column types -> for each column in order, the sink format's value converter (None:
-# the value is used as is) and its shortcut from PostgreSQL text to JSON text (None:
-# none; it returns None for a value it cannot take); and the format's JSON encoder
-# of one value (compact, non-ASCII kept).
-JsonValues = Callable[
-    [dict[str, str]],
-    tuple[
-        Sequence[Callable[[Any], Any] | None],
-        Sequence[Callable[[bytes], str | None] | None],
-        Callable[[Any], str],
-    ],
-]
 # -> (the row as JSON, its key, next pos), or None where the general path must decide
 JsonReader = Callable[[bytes, int], tuple[RenderedRow, Row | None, int] | None]
 

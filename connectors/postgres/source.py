@@ -22,11 +22,11 @@ import psycopg
 
 from cdc.config import PostgresSourceConfig
 from cdc.errors import PositionLostError, SlotInUse, SourceError, SourceSetupError
-from cdc.model import MESSAGE, Change, Commit
+from cdc.model import MESSAGE, Change, Commit, JsonValues
 from cdc.source import snapshot_owed
 
 from .lsn import format_lsn, parse_lsn
-from .pgoutput import JsonValues, PgoutputDecoder
+from .pgoutput import PgoutputDecoder
 from .replication import ReplicationStream, classify, quote_ident
 from .snapshot import PublishedTable, TableSnapshot
 from .spill import remove_stale

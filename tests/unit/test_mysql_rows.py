@@ -41,7 +41,7 @@ written by:
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 
@@ -55,6 +55,8 @@ from connectors.mysql.rows import (
     WRITE_ROWS_V1,
     WRITE_ROWS_V2,
     RowsDecoder,
+    decimal_reader,
+    decimal_text_reader,
 )
 
 ALLTYPES_MAP = bytes.fromhex(
@@ -319,3 +321,59 @@ def test_mysql_binary_json():
     assert parse_json_binary(bytes.fromhex("0c03616263")) == "abc"
     assert parse_json_binary(bytes.fromhex("0b000000000000f83f")) == 1.5
     assert parse_json_binary(bytes.fromhex("0402")) is False
+
+
+_DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+
+
+def _pack_decimal(value: Decimal, precision: int, scale: int) -> bytes:
+    """MySQL's decimal2bin, written out from its description, for the property test."""
+    exact = Context(prec=100)
+    sign, digits, exponent = value.quantize(Decimal(1).scaleb(-scale), context=exact).as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits)).rjust(scale + 1, "0")
+    cut = len(text) - scale
+    whole, frac = text[:cut], text[cut:]
+    intg = precision - scale
+    whole = whole.rjust(intg, "0")[-intg:] if intg else ""
+    out = b""
+    lead = intg % 9
+    if lead:
+        out += int(whole[:lead]).to_bytes(_DIG2BYTES[lead], "big")
+    for i in range(lead, intg, 9):
+        out += int(whole[i : i + 9]).to_bytes(4, "big")
+    for i in range(0, scale - scale % 9, 9):
+        out += int(frac[i : i + 9]).to_bytes(4, "big")
+    if scale % 9:
+        out += int(frac[scale - scale % 9 :]).to_bytes(_DIG2BYTES[scale % 9], "big")
+    raw = bytearray(out)
+    if sign:
+        raw = bytearray(b ^ 0xFF for b in raw)
+    raw[0] ^= 0x80
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale"),
+    [(1, 0), (5, 0), (9, 0), (10, 0), (18, 0), (12, 2), (10, 4), (4, 4), (9, 9), (18, 9),
+     (19, 9), (20, 10), (30, 15), (65, 30), (65, 0), (38, 38), (7, 3), (2, 1)],
+)  # fmt: skip
+def test_decimal_readers_agree_with_mysql_packing(precision: int, scale: int) -> None:
+    import random
+
+    rng = random.Random(precision * 100 + scale)
+    read, read_text = decimal_reader(precision, scale), decimal_text_reader(precision, scale)
+    intg = precision - scale
+    for _ in range(300):
+        whole = rng.choice([0, rng.randrange(10**intg), 10**intg - 1]) if intg else 0
+        frac = rng.choice([0, rng.randrange(10**scale), 1]) if scale else 0
+        text = ("-" if rng.random() < 0.5 else "") + str(whole)
+        text += f".{frac:0{scale}d}" if scale else ""
+        value = Decimal(text)
+        data = b"\x07" + _pack_decimal(value, precision, scale) + b"\x07"
+        decoded, end = read(data, 1)
+        assert decoded == value and end == len(data) - 1, (text, decoded)
+        plain, _ = read_text(data, 1)
+        assert Decimal(plain) == value
+        assert plain == (f"{'-' if plain.startswith('-') else ''}{whole}"
+                         + (f".{frac:0{scale}d}" if scale else "")), (text, plain)  # fmt: skip
