@@ -46,6 +46,7 @@ import logging
 import re
 import select
 import socket
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -82,6 +83,8 @@ log = logging.getLogger("cdc.mysql")
 BURST = 5000  # changes handed out per read() at most
 SYSTEM_SCHEMAS = frozenset(("mysql", "information_schema", "performance_schema", "sys"))
 REPLICA_RELEASE_WAIT = 5.0  # seconds to wait for our own previous connection to go
+# One header field (see events.HEADER) for the hot events: timestamp at 1, log_pos at 14.
+_U32_AT = struct.Struct("<I").unpack_from
 _TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?",
                        re.IGNORECASE)  # fmt: skip
 _DDL = re.compile(r"^\s*(alter|create|drop|rename)\s", re.IGNORECASE)
@@ -613,30 +616,34 @@ class MysqlSource:
             if first == 0xFE and len(packet) < 9:
                 raise ConnectionLost("the server ended the binlog stream")
             return
-        if packet[5] == ev.MARIADB_ANNOTATE_ROWS_EVENT and self._txn_open:
+        etype = packet[5]
+        if etype == ev.MARIADB_ANNOTATE_ROWS_EVENT and self._txn_open:
             return  # the statement text before each row event (MariaDB's default): unused
-        header = ev.Header(*ev.HEADER.unpack_from(packet, 1))
-        etype = header.type
         body = packet[20 : len(packet) - 4] if self._checksum else packet[20:]
         decoder = self._decoder
         assert decoder is not None
+        # The hot events first, reading only the header fields they need.
         if etype in ROWS_EVENTS:
             table = decoder.decoder(body)
             if table is not None:
-                self._rows(header, body, table, out)
-        elif etype == TABLE_MAP_EVENT:
+                self._rows(packet, etype, body, table, out)
+            return
+        if etype == TABLE_MAP_EVENT:
             decoder.table_map(body, self._wanted)
-        elif etype == ev.XID_EVENT:
-            self._commit(header, out)
-        elif etype == ev.MARIADB_GTID_EVENT:
+            return
+        if etype == ev.XID_EVENT:
+            self._commit(_U32_AT(packet, 14)[0], _U32_AT(packet, 1)[0], out)
+            return
+        header = ev.Header(*ev.HEADER.unpack_from(packet, 1))
+        if etype == ev.MARIADB_GTID_EVENT:
             domain, seq, flags = ev.parse_mariadb_gtid(body)
-            self._begin(header)
+            self._begin(header.log_pos - header.size)
             self._txn_gtid = f"{domain}-{header.server_id}-{seq}"
             self._txn_seq = seq
             self._txn_domain = domain
             self._in_txn = not flags & ev.MARIADB_FL_STANDALONE
         elif etype in (ev.GTID_EVENT, ev.ANONYMOUS_GTID_EVENT):
-            self._begin(header)
+            self._begin(header.log_pos - header.size)
             self._txn_gtid = ev.parse_mysql_gtid(body) if etype == ev.GTID_EVENT else None
             self._txn_seq = None
         elif etype == ev.QUERY_EVENT:
@@ -680,36 +687,38 @@ class MysqlSource:
         # No commit time: nothing was committed, so no commit-to-ack latency to measure.
         out.append(Commit((file, pos, self._gtid_text), None, 0))
 
-    def _begin(self, header: ev.Header) -> None:
+    def _begin(self, start: int) -> None:
+        """A transaction starts at `start` (its first event's position)."""
         self._txn_open = True
-        self._txn_pos = (self._file, header.log_pos - header.size)
+        self._txn_pos = (self._file, start)
         self._index = 0
         self._txn_source = {}
 
-    def _source_block(self, header: ev.Header) -> dict[str, Any]:
+    def _source_block(self, server_id: int) -> dict[str, Any]:
         block = self._txn_source
         if not block:
             block = self._txn_source = {
                 "connector": "mysql",
-                "server_id": header.server_id,
+                "server_id": server_id,
                 "gtid": self._txn_gtid,
                 "file": self._file,
             }
         return block
 
-    def _rows(self, header: ev.Header, body: bytes, table: Any, out: list[Change | Commit]) -> None:
+    def _rows(self, packet: bytes, etype: int, body: bytes, table: Any,
+              out: list[Change | Commit]) -> None:  # fmt: skip
+        timestamp, _, server_id, size, log_pos, _ = ev.HEADER.unpack_from(packet, 1)
+        start = log_pos - size
         if not self._txn_open:  # a server without GTID/BEGIN events: the rows start it
-            self._begin(header)
-        etype = header.type
+            self._begin(start)
         op = INSERT if etype in WRITE_EVENTS else UPDATE if etype in UPDATE_EVENTS else DELETE
         assert etype in WRITE_EVENTS or etype in UPDATE_EVENTS or etype in DELETE_EVENTS
         schema, name, columns = table.schema, table.table, table.columns
         position = self._txn_pos
         txid = self._txn_seq
-        ts = header.timestamp * 1_000_000
-        source = self._source_block(header)
+        ts = timestamp * 1_000_000
+        source = self._txn_source or self._source_block(server_id)
         file = self._file
-        start = header.log_pos - header.size
         index = self._index
         append = out.append
         for row, (before, after, key) in enumerate(table.keyed_rows(body, etype)):
@@ -732,16 +741,16 @@ class MysqlSource:
             )
         if word.startswith("BEGIN"):
             if not self._txn_open:
-                self._begin(header)
+                self._begin(header.log_pos - header.size)
             self._in_txn = True
             return
         if word.startswith(("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT")):
             return  # inside the transaction: not its end
         if word.startswith(("COMMIT", "ROLLBACK")):
-            self._commit(header, out)
+            self._commit(header.log_pos, header.timestamp, out)
             return
         if not self._txn_open:
-            self._begin(header)
+            self._begin(header.log_pos - header.size)
         m = _TRUNCATE.match(sql)
         if m:
             schema = m.group(1) or default_schema
@@ -751,7 +760,7 @@ class MysqlSource:
                 out.append(Change(TRUNCATE, schema, "", table, None, None, None, {},
                                   self._txn_pos, self._txn_seq, header.timestamp * 1_000_000,
                                   self._index, log_pos=where,
-                                  source=self._source_block(header)))  # fmt: skip
+                                  source=self._source_block(header.server_id)))  # fmt: skip
                 self._index += 1
         else:
             ddl = parse_ddl(sql)
@@ -760,7 +769,7 @@ class MysqlSource:
             if ddl is not None and self.config.schema_changes:
                 self._schema_change(header, default_schema, sql, ddl, out)
         if not self._in_txn:
-            self._commit(header, out)
+            self._commit(header.log_pos, header.timestamp, out)
 
     def _schema_change(self, header: ev.Header, default_schema: str, sql: str, ddl: Ddl,
                        out: list[Change | Commit]) -> None:  # fmt: skip
@@ -786,7 +795,7 @@ class MysqlSource:
         after = {"ddl": sql, "kind": ddl.kind, "default_database": default_schema}
         where = (self._file, header.log_pos - header.size, 0)
         ts = header.timestamp * 1_000_000
-        source = self._source_block(header)
+        source = self._source_block(header.server_id)
         for db, table in targets:
             out.append(Change(SCHEMA, db, "", table, None, None, dict(after), {}, self._txn_pos,
                               self._txn_seq, ts, self._index, log_pos=where,
@@ -798,7 +807,8 @@ class MysqlSource:
             return False
         return self._tables is None or any(schema == db for schema, _ in self._tables)
 
-    def _commit(self, header: ev.Header, out: list[Change | Commit]) -> None:
+    def _commit(self, log_pos: int, timestamp: int, out: list[Change | Commit]) -> None:
+        """The transaction ends with the event that ends at `log_pos`."""
         gtid = self._txn_gtid
         if gtid is not None:
             if self.is_mariadb:
@@ -812,9 +822,9 @@ class MysqlSource:
 
                 self._mysql_gtids.merge_gtid(Gtid(gtid))
                 self._gtid_text = str(self._mysql_gtids)
-        out.append(Commit((self._file, header.log_pos, self._gtid_text), self._txn_seq,
-                          header.timestamp * 1_000_000))  # fmt: skip
-        self._last_commit = (self._file, header.log_pos)
+        out.append(Commit((self._file, log_pos, self._gtid_text), self._txn_seq,
+                          timestamp * 1_000_000))  # fmt: skip
+        self._last_commit = (self._file, log_pos)
         self._idle_end = 0
         self._txn_open = False
         self._in_txn = False
