@@ -680,8 +680,12 @@ class DebeziumFormat:
         if memo[0] == memo_key:
             head, tail = memo[1], memo[2]
         else:
-            names = memo_key[1:5] + memo_key[6:]
-            parts = self._mysql_parts.get(names)
+            # With the types: 1 and True compare (and hash) equal but encode apart.
+            names = (*memo_key[1:5], *memo_key[6:], type(server_id), type(thread), type(query))
+            try:
+                parts = self._mysql_parts.get(names)
+            except TypeError:  # a mapper put a list or dict there: no caching
+                return '"source":' + _encode(self._mysql_source(change))
             if parts is None:
                 if len(self._mysql_parts) >= self._MAX_CACHED:
                     self._mysql_parts.clear()

@@ -924,6 +924,7 @@ def _compile_json(
                            "_day_number": _day_number}  # fmt: skip
     lines = ["def image(data, pos):", "  try:"]
     parts: list[str] = []
+    post: list[str] = []  # conversions, once every value is read (struct runs come late)
     run: list[int] = []
 
     def flush() -> None:
@@ -950,6 +951,11 @@ def _compile_json(
                              f" * {mult}")  # fmt: skip
             lines += [
                 f"    pos += {5 + nfrac}",
+                # Impossible times (which the server does not write) are the
+                # general path's text, as are zero dates (_day_number raises).
+                "    if raw >> 12 & 31 > 23 or raw >> 6 & 63 > 59 or raw & 63 > 59"
+                + (" or us > 999999" if nfrac else "") + ":",
+                "        return None",
                 "    day = _days.get(raw >> 17)",
                 "    if day is None:",
                 "        day = _day_number(raw >> 17)",  # a zero date raises: the general path
@@ -987,8 +993,12 @@ def _compile_json(
         elif c.convert is None:
             parts.append(f"{{P{k}}}{{_enc(v{k})}}")
         else:
-            parts.append(f"{{P{k}}}{{_enc(C{k}(v{k}))}}")
+            # A reader may give None for a present value (JSON null): the format
+            # converts only values, as in its own row loop.
+            post.append(f"    f{k} = 'null' if v{k} is None else _enc(C{k}(v{k}))")
+            parts.append(f"{{P{k}}}{{f{k}}}")
     flush()
+    lines += post
     key = "None"
     if key_names:
         items = []
@@ -1050,7 +1060,8 @@ class TableDecoder:
             bits = int.from_bytes(bitmap, "little")
             present = [i for i in range(len(self.names)) if bits >> i & 1]
             plan = _Plan([(self.names[i], self.readers[i], self.formats[i]) for i in present])
-            if self._json is not None:
+            # Only full images render: the format writes null for absent columns.
+            if self._json is not None and len(present) == len(self.names):
                 plan.json = _compile_json(
                     [self._json[i] for i in present], self.key_names, self._encode
                 )

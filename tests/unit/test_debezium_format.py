@@ -414,3 +414,18 @@ def test_mysql_source_block_text_is_the_dict_encoded_across_transactions() -> No
                         log_pos=("b.000001", 400 + i, i % 3), source=block)  # fmt: skip
         text = fmt._mysql_source_json(change)
         assert text == '"source":' + to_json(fmt._mysql_source(change))
+
+
+def test_mysql_source_fields_a_mapper_made_unhashable_or_retyped_still_render() -> None:
+    from mappers.formats import to_json
+
+    fmt = DebeziumFormat(server_name="dbz")
+    for i, block in enumerate([
+        {"connector": "mysql", "server_id": 1, "gtid": None, "query": ["a", "list"]},
+        {"connector": "mysql", "server_id": 1, "gtid": None},
+        {"connector": "mysql", "server_id": True, "gtid": None},  # equal to 1, not the same JSON
+    ]):  # fmt: skip
+        change = Change("insert", "shop", "", "orders", {"id": 1}, None, {"id": 1},
+                        {"id": "int4"}, ("b.000001", 900, ""), None, 1709212455000000 + i, 0,
+                        log_pos=("b.000001", 400, 0), source=block)  # fmt: skip
+        assert fmt._mysql_source_json(change) == '"source":' + to_json(fmt._mysql_source(change))

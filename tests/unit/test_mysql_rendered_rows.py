@@ -18,6 +18,7 @@ import pytest
 from cdc.model import RenderedRow
 from connectors.mysql.rows import (
     T_DATETIME2,
+    T_JSON,
     T_LONG,
     T_NEWDECIMAL,
     T_VARCHAR,
@@ -112,14 +113,16 @@ def test_padding_bits_of_the_null_bitmap_are_not_nulls() -> None:
 # --- generated values: a table of one key, DATETIMEs of every precision, DECIMALs ----
 
 
-def _table(columns: list[tuple[str, int, int]], fmt: DebeziumFormat) -> TableDecoder:
+def _table(columns: list[tuple[str, int, int]], fmt: DebeziumFormat | None,
+           key: tuple[int, ...] = (0,)) -> TableDecoder:  # fmt: skip
     cols = []
     for name, type_code, meta in columns:
         c = Column(type_code, meta, nullable=False)
         c.name = name
         c.collation = 45  # utf8mb4_general_ci
         cols.append(c)
-    return TableDecoder(TableMap(1, "db", "t", cols, (0,), b"generated"), fmt.json_values)
+    return TableDecoder(TableMap(1, "db", "t", cols, key, b"generated"),
+                        None if fmt is None else fmt.json_values)  # fmt: skip
 
 
 def _pack_datetime2(value: tuple[int, int, int, int, int, int, int], fsp: int) -> bytes:
@@ -133,13 +136,39 @@ def _pack_datetime2(value: tuple[int, int, int, int, int, int, int], fsp: int) -
     return out
 
 
-def _write_rows(table: TableDecoder, images: list[bytes]) -> bytes:
+def _write_rows(table: TableDecoder, images: list[bytes], present: int = 0) -> bytes:
+    """A WRITE_ROWS v1 body; `present` (a bitmap) lists fewer columns than all."""
     n = len(table.names)
     nbytes = (n + 7) // 8
-    body = (1).to_bytes(6, "little") + b"\x01\x00" + bytes((n,)) + b"\xff" * nbytes
-    for image in images:
-        body += bytes((0xFF << n & 0xFF,)) * nbytes + image  # padding bits set, as servers do
+    present = present or (1 << n) - 1
+    m = bin(present).count("1")
+    body = (1).to_bytes(6, "little") + b"\x01\x00" + bytes((n,))
+    body += present.to_bytes(nbytes, "little")
+    for image in images:  # padding bits of the null bitmap set, as servers do
+        body += (((1 << 8 * ((m + 7) // 8)) - 1) ^ ((1 << m) - 1)).to_bytes((m + 7) // 8, "little")
+        body += image
     return body
+
+
+def _both(columns: list[tuple[str, int, int]], images: list[bytes], key: tuple[int, ...] = (0,),
+          present: int = 0) -> list[tuple[Any, Any]]:  # fmt: skip
+    """(rendered, general) (after, key) pairs of a WRITE_ROWS body, checked equal."""
+    fmt = DebeziumFormat()
+    table, plain = _table(columns, fmt, key), _table(columns, None, key)
+    body = _write_rows(table, images, present)
+    out = []
+    for (_, after, k), (_, want, want_k) in zip(table.keyed_rows(body, WRITE_ROWS_V1),
+                                                plain.keyed_rows(body, WRITE_ROWS_V1),
+                                                strict=True):  # fmt: skip
+        assert k == want_k and [type(v) for v in (k or {}).values()] == [
+            type(v) for v in (want_k or {}).values()]  # fmt: skip
+        assert isinstance(want, dict)
+        if type(after) is RenderedRow:
+            assert after == _general_row(fmt, plain, want)
+        else:
+            assert after == want
+        out.append((after, k))
+    return out
 
 
 @pytest.mark.parametrize("fsp", [0, 1, 2, 3, 4, 5, 6])
@@ -234,3 +263,41 @@ def test_truncated_image_takes_the_general_path() -> None:
     image = (7).to_bytes(4, "little") + (50).to_bytes(2, "little") + b"short"
     [(_, after, _)] = table.keyed_rows(_write_rows(table, [image]), WRITE_ROWS_V1)
     assert type(after) is dict  # the general path decides (here: what it reads)
+
+
+def test_json_null_and_empty_json_render_as_null() -> None:
+    # JSON's null (literal 0x04 0x00) and an empty value decode to None: the
+    # format writes null, never the string "null".
+    columns = [("id", T_LONG, 0), ("doc", T_JSON, 4)]
+    images = [(1).to_bytes(4, "little") + (2).to_bytes(4, "little") + b"\x04\x00",
+              (2).to_bytes(4, "little") + (0).to_bytes(4, "little")]  # fmt: skip
+    for after, _ in _both(columns, images):
+        assert type(after) is RenderedRow and after.endswith('"doc":null}')
+
+
+def test_partial_images_take_the_general_path() -> None:
+    # binlog_row_image=MINIMAL/NOBLOB in a session that predates the fix: the
+    # format writes null for the absent columns, which only the general path knows.
+    columns = [("id", T_LONG, 0), ("note", T_VARCHAR, 400), ("n", T_LONG, 0)]
+    image = (1).to_bytes(4, "little") + (5).to_bytes(4, "little")
+    [(after, _)] = _both(columns, [image], present=0b101)
+    assert type(after) is dict and after == {"id": 1, "n": 5}
+
+
+def test_keys_of_other_types_and_orders_equal_the_general_path() -> None:
+    columns = [("at", T_DATETIME2, 6), ("amount", T_NEWDECIMAL, 12 << 8 | 2), ("id", T_LONG, 0)]
+    image = (_pack_datetime2((2024, 2, 29, 13, 14, 15, 123456), 6)
+             + pack_decimal(Decimal("-12.30"), 12, 2) + (7).to_bytes(4, "little"))  # fmt: skip
+    for key in [(0,), (1,), (2, 1), (1, 0, 2)]:
+        [(after, k)] = _both(columns, [image], key=key)
+        assert type(after) is RenderedRow and k is not None
+        assert list(k) == [columns[i][0] for i in key]
+
+
+def test_impossible_times_take_the_general_path() -> None:
+    columns = [("id", T_LONG, 0), ("at", T_DATETIME2, 6)]
+    images = [(i).to_bytes(4, "little") + _pack_datetime2(v, 6) for i, v in enumerate(
+        [(2024, 1, 1, 25, 0, 0, 0), (2024, 1, 1, 1, 60, 0, 0), (2024, 1, 1, 1, 0, 61, 0),
+         (2024, 1, 1, 1, 0, 0, 1_000_000), (2024, 1, 1, 23, 59, 59, 999_999)])]  # fmt: skip
+    kinds = [type(after) for after, _ in _both(columns, images)]
+    assert kinds == [dict, dict, dict, dict, RenderedRow]

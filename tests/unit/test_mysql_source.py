@@ -27,10 +27,10 @@ class Binlog:
     def __init__(self) -> None:
         self.pos = 4
 
-    def packet(self, event_type: int, body: bytes) -> bytes:
+    def packet(self, event_type: int, body: bytes, ts: int = TS) -> bytes:
         size = 19 + len(body) + 4
         self.pos += size
-        header = struct.pack("<IBIIIH", TS, event_type, 1, size, self.pos, 0)
+        header = struct.pack("<IBIIIH", ts, event_type, 1, size, self.pos, 0)
         return b"\x00" + header + body + b"\0\0\0\0"
 
 
@@ -82,6 +82,29 @@ def test_a_transaction_gives_its_changes_then_a_commit():
     assert src.position_to_store(commit.position) == {
         "source": "mysql", "file": "binlog.000003", "pos": log.pos, "gtid_set": "0-1-5",
         "snapshot_complete": True}
+
+
+def test_rows_rendered_by_the_decoder_and_the_commit_read_from_the_xid_header():
+    # A pipeline without mappers: the row arrives as the format's JSON, the key as
+    # values; the Commit's position and time are the XID event's own header fields.
+    from cdc.model import RenderedRow
+    from mappers.debezium import DebeziumFormat
+
+    src, log = source(), Binlog()
+    src.json_values = DebeziumFormat().json_values
+    src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"},
+                               json_values=src.json_values)  # fmt: skip
+    change, commit = feed(src, [
+        log.packet(ev.MARIADB_GTID_EVENT, mariadb_gtid(5)),
+        log.packet(TABLE_MAP_EVENT, ALLTYPES_MAP),
+        log.packet(WRITE_ROWS_V1, ALLTYPES_INSERT),
+        log.packet(ev.XID_EVENT, struct.pack("<Q", 77), ts=TS + 3),
+    ])  # fmt: skip
+    assert isinstance(change, Change) and type(change.after) is RenderedRow
+    assert change.key == {"id": 1} and change.commit_ts == TS * 1_000_000
+    assert isinstance(commit, Commit)
+    assert commit.position == ("binlog.000003", log.pos, "0-1-5")
+    assert commit.commit_ts == (TS + 3) * 1_000_000 and commit.txid == 5
 
 
 def test_tables_outside_the_filter_give_only_the_commit():
