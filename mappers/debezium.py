@@ -514,7 +514,7 @@ class DebeziumFormat:
         # The last change's source fields (as compared in _pg_source /
         # _mysql_source_json) and the source block parts made from them.
         self._memo: tuple[Any, str, str] = (None, "", "")
-        self._mysql_memo: tuple[Any, str, str] = (None, "", "")
+        self._mysql_memo: tuple[Any, dict[str, Any], str, str] = (None, {}, "", "")
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
@@ -671,17 +671,18 @@ class DebeziumFormat:
         the same for every row of a transaction in one table are built once, and
         those the same for every transaction are kept per table."""
         extra = change.source
-        ts_us = change.commit_ts
-        server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
-        thread, query = extra.get("thread"), extra.get("query")
-        memo_key = (ts_us, change.database, change.table, change.snapshot, server_id, gtid,
-                    thread, query)  # fmt: skip
+        memo_key = (change.commit_ts, change.database, change.table, change.snapshot)
         memo = self._mysql_memo
-        if memo[0] == memo_key:
-            head, tail = memo[1], memo[2]
+        # The source dict is compared by value (a mapper may have changed it in place).
+        if memo[0] == memo_key and memo[1] == extra:
+            head, tail = memo[2], memo[3]
         else:
+            ts_us = change.commit_ts
+            server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
+            thread, query = extra.get("thread"), extra.get("query")
             # With the types: 1 and True compare (and hash) equal but encode apart.
-            names = (*memo_key[1:5], *memo_key[6:], type(server_id), type(thread), type(query))
+            names = (*memo_key[1:], server_id, thread, query, type(server_id), type(thread),
+                     type(query))  # fmt: skip
             try:
                 parts = self._mysql_parts.get(names)
             except TypeError:  # a mapper put a list or dict there: no caching
@@ -692,10 +693,11 @@ class DebeziumFormat:
                 parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
             before_ts, before_ts_us, before_gtid, tail = parts
             head = (
-                f"{before_ts}{_encode(ts_us // 1000)}{before_ts_us}{_encode(ts_us)},"
-                f'"ts_ns":{_encode(ts_us * 1000)}{before_gtid}{_encode(gtid)},"file":'
+                f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}{_encode_value(ts_us)},"
+                f'"ts_ns":{_encode_value(ts_us * 1000)}{before_gtid}{_encode_value(gtid)},'
+                '"file":'
             )
-            self._mysql_memo = (memo_key, head, tail)
+            self._mysql_memo = (memo_key, dict(extra), head, tail)
         log_pos = change.log_pos
         if type(log_pos) is tuple:
             file, pos, row = log_pos
