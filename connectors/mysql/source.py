@@ -137,6 +137,13 @@ class PacketReader:
 
     def packet(self) -> bytes:
         """The next packet's payload (continuation packets joined)."""
+        buf, pos = self.buf, self.pos
+        if pos + 4 <= len(buf):  # the usual case: the whole packet is buffered already
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            end = pos + 4 + length
+            if end <= len(buf) and length < 0xFFFFFF:
+                self.pos = end
+                return buf[pos + 4 : end]
         parts = []
         while True:
             self._need(4)
@@ -557,10 +564,10 @@ class MysqlSource:
                     f"no data or heartbeat from the server for {self._silence_limit:.0f}s"
                 )
             return out
-        handle = self._handle
+        handle, packet = self._handle, packets.packet
         while len(out) < BURST:
-            handle(packets.packet(), out)
-            if not packets.pending(0):
+            handle(packet(), out)
+            if packets.pos >= len(packets.buf) and not packets.pending(0):
                 break
         self._last_packet = time.monotonic()
         return out
