@@ -428,71 +428,57 @@ def decimal_text_reader(precision: int, scale: int) -> Reader:
     return _decimal(precision, scale, str)
 
 
+def _big_endian(offset: int, width: int) -> str:
+    """Python text of the big-endian unsigned int in data[pos + offset:][:width]:
+    byte by byte, cheaper than int.from_bytes on a slice for up to 4 bytes."""
+    if width > 4:
+        return f'int.from_bytes(data[pos + {offset}:pos + {offset + width}], "big")'
+    return " | ".join(f"data[pos + {offset + i}] << {8 * (width - 1 - i)}"
+                      for i in range(width)).replace(" << 0", "")  # fmt: skip
+
+
 def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
+    """A reader generated for one (precision, scale): each base-10^9 group read from
+    its own bytes as a small int, straight-line code for each sign."""
     intg = precision - scale
     intg0, intg0x = divmod(intg, 9)
     frac0, frac0x = divmod(scale, 9)
-    int_bytes = _DIG2BYTES[intg0x] + intg0 * 4
-    size = int_bytes + frac0 * 4 + _DIG2BYTES[frac0x]
-    top = 1 << (size * 8 - 1)
-    ones = (1 << (size * 8)) - 1
-    # (shift, width in bytes) of each group, from the most significant; the
-    # integer part's groups are base 10^9 except a leading partial one.
-    int_groups: list[tuple[int, int]] = []
-    frac_groups: list[tuple[int, int, int]] = []  # (shift, mask, multiplier into scale)
-    shift = size * 8
-    widths = ([_DIG2BYTES[intg0x]] if intg0x else []) + [4] * intg0
-    for w in widths:
-        shift -= w * 8
-        int_groups.append((shift, (1 << (w * 8)) - 1))
-    digits_left = scale
-    for i in range(frac0 + (1 if frac0x else 0)):
-        w = 4 if i < frac0 else _DIG2BYTES[frac0x]
-        ndig = 9 if i < frac0 else frac0x
-        shift -= w * 8
-        digits_left -= ndig
-        frac_groups.append((shift, (1 << (w * 8)) - 1, 10**digits_left))
-    int_shift = size * 8 - int_bytes * 8
-    text_of = f"%s%d.%0{scale}d" if scale else "%s%d"  # sign, whole, fraction
-    if len(int_groups) <= 1 and len(frac_groups) <= 1:
-        # Up to 9 digits each side (DECIMAL(18,9) and the usual money types): the
-        # integer part above int_shift, the fraction below it, one % each.
-        frac_mask = (1 << int_shift) - 1
-        if frac_groups:
-            frac_mult = frac_groups[0][2]
-
-            def read_small(data: bytes, pos: int) -> tuple[Any, int]:
-                end = pos + size
-                raw = int.from_bytes(data[pos:end], "big")
-                if raw & top:
-                    raw ^= top
-                    sign = ""
-                else:
-                    raw ^= ones ^ top
-                    sign = "-"
-                return make(text_of % (sign, raw >> int_shift, (raw & frac_mask) * frac_mult)), end
-
-            return read_small
-
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        end = pos + size
-        raw = int.from_bytes(data[pos:end], "big")
-        negative = not raw & top
-        raw ^= top
-        if negative:
-            raw ^= ones
-        whole = 0
-        for s, mask in int_groups:
-            whole = whole * 1_000_000_000 + (raw >> s & mask)
+    # (width in bytes, multiplier) of each group, most significant first: the
+    # integer part's leading partial group, its full groups, then the fraction's
+    # full groups and its trailing partial one (multipliers place it in `scale` digits).
+    int_widths = ([_DIG2BYTES[intg0x]] if intg0x else []) + [4] * intg0
+    frac_widths = [4] * frac0 + ([_DIG2BYTES[frac0x]] if frac0x else [])
+    frac_digits = [9] * frac0 + ([frac0x] if frac0x else [])
+    size = sum(int_widths) + sum(frac_widths)
+    lines = ["def read(data, pos):", f"    end = pos + {size}"]
+    for negative in (False, True):
+        body = []
+        offset = 0
+        for k, width in enumerate(int_widths + frac_widths):
+            flip = (1 << (width * 8)) - 1 if negative else 0
+            if k == 0:
+                flip ^= 1 << (width * 8 - 1)  # the sign bit, stored inverted
+            body.append(f"        g{k} = ({_big_endian(offset, width)}) ^ {flip}")
+            offset += width
+        whole = "0"
+        for k in range(len(int_widths)):
+            whole = f"g{k}" if whole == "0" else f"({whole}) * 1000000000 + g{k}"
+        left = scale
+        frac_terms = []
+        for k, digits in enumerate(frac_digits):
+            left -= digits
+            frac_terms.append(f"g{len(int_widths) + k} * {10**left}")
+        sign = "-" if negative else ""
         if scale:
-            frac = 0
-            for s, mask, mult in frac_groups:
-                frac += (raw >> s & mask) * mult
-            text = text_of % ("-" if negative else "", whole, frac)
+            text = f'"{sign}%d.%0{scale}d" % ({whole}, {" + ".join(frac_terms)})'
         else:
-            text = f"-{whole}" if negative else str(whole)
-        return make(text), end
-
+            text = f'"{sign}%d" % ({whole},)'
+        body.append(f"        return make({text}), end")
+        lines.append("    if not data[pos] & 0x80:" if negative else "    if data[pos] & 0x80:")
+        lines += body
+    env: dict[str, Any] = {"make": make}
+    exec("\n".join(lines), env)  # noqa: S102 (generated from the column's precision only)
+    read: Reader = env["read"]
     return read
 
 
@@ -882,7 +868,7 @@ class _JsonColumn:
                 self.prefix = 1 if c.meta < 256 else 2
             elif c.meta in (1, 2):
                 self.prefix = c.meta
-        elif isinstance(getattr(convert, EPOCH_UNIT, None), int) and c.real_type == T_DATETIME2:
+        elif getattr(convert, EPOCH_UNIT, None) in (1, 1000) and c.real_type == T_DATETIME2:
             self.kind = "epoch"  # its count since the epoch, from the packed fields
         elif shortcut is not None and c.real_type == T_NEWDECIMAL:
             # The format's shortcut from numeric text, which a DECIMAL's plain text is.
@@ -893,17 +879,27 @@ class _JsonColumn:
             self.kind = "value"  # encode(convert(value)), as the format does
 
 
-_DAYS: dict[int, int] = {}  # DATETIME2's packed year-month-day -> days since 1970-01-01
+# Per unit (see EPOCH_UNIT): DATETIME2's date part (with its sign bit) -> the count
+# of units since 1970-01-01 at its midnight.
+_DAY_COUNTS: dict[int, dict[int, int]] = {}
 
 
-def _day_number(ymd: int) -> int:
-    """Days since 1970-01-01 of a DATETIME2 date part (ValueError for zero dates)."""
-    ym = ymd >> 5
-    day = dt.date(ym // 13, ym % 13, ymd & 31).toordinal() - _EPOCH_ORDINAL
-    if len(_DAYS) >= 100_000:
-        _DAYS.clear()
-    _DAYS[ymd] = day
-    return day
+def _day_counts(unit: int) -> dict[int, int]:
+    return _DAY_COUNTS.setdefault(unit, {})
+
+
+def _day_count(ymd: int, unit: int) -> int:
+    """Units since 1970-01-01 at midnight of a DATETIME2 date part (ValueError for
+    zero dates); remembered."""
+    if not ymd & 0x400000:
+        raise ValueError("a negative DATETIME2")  # not written by servers: the general path
+    ym = (ymd & 0x3FFFFF) >> 5
+    days = dt.date(ym // 13, ym % 13, ymd & 31).toordinal() - _EPOCH_ORDINAL
+    counts = _day_counts(unit)
+    if len(counts) >= 100_000:
+        counts.clear()
+    count = counts[ymd] = days * (86_400_000_000 // unit)
+    return count
 
 
 def _compile_json(
@@ -920,8 +916,7 @@ def _compile_json(
     if any(k not in names for k in key_names):
         return None
     env: dict[str, Any] = {"_esc": encode_basestring, "_enc": encode, "_Rendered": RenderedRow,
-                           "_Decimal": Decimal, "_days": _DAYS,
-                           "_day_number": _day_number}  # fmt: skip
+                           "_Decimal": Decimal, "_day_count": _day_count}  # fmt: skip
     lines = ["def image(data, pos):", "  try:"]
     parts: list[str] = []
     post: list[str] = []  # conversions, once every value is read (struct runs come late)
@@ -945,26 +940,29 @@ def _compile_json(
             flush()
             nfrac, mult = _frac_reader(c.meta)
             unit = getattr(c.convert, EPOCH_UNIT)
-            lines.append('    raw = int.from_bytes(data[pos:pos + 5], "big") - 0x8000000000')
+            env[f"D{k}"] = _day_counts(unit)
+            # 40 bits: sign, year * 13 + month (17), day (5) | hour (5), minute, second
+            # (6 each): the date is the top 23 bits of the first three bytes.
+            lines += [
+                f"    ymd = ({_big_endian(0, 3)}) >> 1",
+                f"    hms = (data[pos + 2] & 1) << 16 | {_big_endian(3, 2)}",
+            ]
             if nfrac:
-                lines.append(f'    us = int.from_bytes(data[pos + 5:pos + {5 + nfrac}], "big")'
-                             f" * {mult}")  # fmt: skip
+                lines.append(f"    us = ({_big_endian(5, nfrac)}) * {mult}")
             lines += [
                 f"    pos += {5 + nfrac}",
                 # Impossible times (which the server does not write) are the
-                # general path's text, as are zero dates (_day_number raises).
-                "    if raw >> 12 & 31 > 23 or raw >> 6 & 63 > 59 or raw & 63 > 59"
+                # general path's text, as are zero dates (_day_count raises).
+                "    if hms >> 12 > 23 or hms >> 6 & 63 > 59 or hms & 63 > 59"
                 + (" or us > 999999" if nfrac else "") + ":",
                 "        return None",
-                "    day = _days.get(raw >> 17)",
-                "    if day is None:",
-                "        day = _day_number(raw >> 17)",  # a zero date raises: the general path
-                f"    v{k} = ((day * 24 + (raw >> 12 & 31)) * 60 + (raw >> 6 & 63)) * 60"
-                f" + (raw & 63)",
-                f"    v{k} = v{k} * 1000000" + (" + us" if nfrac else ""),
+                f"    v{k} = D{k}.get(ymd)",
+                f"    if v{k} is None:",
+                f"        v{k} = _day_count(ymd, {unit})",
+                f"    v{k} += ((hms >> 12) * 3600 + (hms >> 6 & 63) * 60 + (hms & 63))"
+                f" * {1_000_000 // unit}" + ((" + us" if unit == 1 else f" + us // {unit}")
+                                            if nfrac else ""),
             ]
-            if unit != 1:
-                lines.append(f"    v{k} //= {unit}")
         elif c.prefix:
             flush()
             env[f"E{k}"] = c.encoding
