@@ -46,11 +46,15 @@ POLYGON, MULTI*, ...     binlog value is a 4-byte SRID + WKB
 POINT                    the same                             point
 =======================  ===================================  ====================
 
+In a pipeline without mappers (`json_values` given, see cdc.model.RenderedRow)
+new row images without NULLs are rendered straight into the format's JSON
+by a second generated function per table layout (`TableDecoder.keyed_rows`).
+
 Example::
 
     decoders = RowsDecoder(is_mariadb=True)
     table = decoders.table_map(body)             # TABLE_MAP event body
-    for before, after in decoders.rows(body, 30):  # WRITE_ROWS_EVENT v2 body
+    for before, after in table.rows(body, 30):   # WRITE_ROWS_EVENT v2 body
         ...
 """
 
@@ -909,9 +913,11 @@ def _compile_json(
     rendering it as the format's JSON object text, column by column exactly what
     the format makes of the decoded value: `encode(convert(value))`, with the
     value's own text where that is its JSON (integers), JSON string escaping
-    for text, and the format's numeric shortcut for DECIMAL. Any exception
-    (a value the format refuses, a malformed image) gives None: the general
-    path then decides and reports as usual."""
+    for text, the format's numeric shortcut for DECIMAL, and for DATETIME the
+    count since the epoch its converter gives (`EPOCH_UNIT`), computed from the
+    packed fields. Any exception (a value the format refuses, a malformed
+    image) gives None, as do impossible times and zero dates: the general path
+    then decides and reports as usual."""
     names = [c.name for c in columns]
     if any(k not in names for k in key_names):
         return None
