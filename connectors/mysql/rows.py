@@ -1192,7 +1192,7 @@ class RowsDecoder:
         self.json_values = json_values  # see TableDecoder
         self._by_bytes: dict[bytes, TableDecoder] = {}
         self._refused: set[bytes] = set()  # TABLE_MAPs of tables `wanted` refused
-        self._by_id: dict[int, TableDecoder | None] = {}
+        self._by_id: dict[bytes, TableDecoder | None] = {}  # by the 6 table id bytes
 
     def table_map(
         self, body: bytes, wanted: Callable[[str, str], bool] | None = None
@@ -1203,7 +1203,7 @@ class RowsDecoder:
         skipped (`decoder()` gives None for them). `wanted` must answer the same
         on every call: its answers are remembered.
         """
-        table_id = int.from_bytes(body[0:6], "little")
+        table_id = body[0:6]  # as bytes: only ever a dict key
         # Every statement logs its TABLE_MAP again: the same bytes after the table
         # id mean the same table version, already decided and parsed once.
         key = bytes(body[6:])
@@ -1235,12 +1235,12 @@ class RowsDecoder:
 
     def decoder(self, body: bytes) -> TableDecoder | None:
         """The decoder for a row event body (None: a table `wanted` refused)."""
-        table_id = int.from_bytes(body[0:6], "little")
         try:
-            return self._by_id[table_id]
+            return self._by_id[body[0:6]]
         except KeyError:
             raise DecodeError(
-                f"row event for table id {table_id} without a TABLE_MAP before it"
+                f"row event for table id {int.from_bytes(body[0:6], 'little')} without a "
+                "TABLE_MAP before it"
             ) from None
 
     def forget_ids(self) -> None:
