@@ -81,8 +81,8 @@ class Change:
     every change of the transaction; `index` numbers the changes within it
     from 0. Together they identify the change on every replay.
 
-    In a pipeline without mappers, the PostgreSQL source may hand the format
-    `after` as a `RenderedRow` (the row already in the format's JSON).
+    In a pipeline without mappers, the PostgreSQL and MySQL sources may hand
+    the format `after` as a `RenderedRow` (the row already in the format's JSON).
 
     For op == "message", `after` is {"prefix": str, "content": bytes,
     "transactional": bool} and `table`/`schema` are empty.
@@ -127,9 +127,9 @@ class RenderedRow(str):
     """A row image the source rendered straight into the sink format's JSON object text.
 
     Only where nothing but the format looks at the row: a pipeline without
-    mappers whose format offers `json_value_converters` (the `debezium`
-    format) lets the PostgreSQL decoder turn column text into JSON text
-    directly, skipping Python values. Mapper authors never see one.
+    mappers whose format offers `json_values` (the `debezium` format) lets the
+    PostgreSQL and MySQL decoders turn column text or binlog values into JSON
+    text directly, skipping Python values. Mapper authors never see one.
     """
 
     __slots__ = ()

@@ -548,9 +548,9 @@ class DebeziumFormat:
         return [(None, key_bytes, value)]
 
     def json_values(self, columns: dict[str, str]) -> JsonValuePlan:
-        """What a PostgreSQL source needs to render rows itself (see RenderedRow):
-        each column's value converter and PostgreSQL-text shortcut, in order,
-        and the encoder."""
+        """What a source needs to render rows itself (see RenderedRow and
+        cdc.model.JsonValues): each column's value converter and text shortcut,
+        in order, and the encoder."""
         converters = self._tables.get(columns).converters
         shortcuts = [pg_text_shortcut(t, self.decimal) for t in columns.values()]
         return list(converters.values()), shortcuts, _encode_value

@@ -54,7 +54,7 @@ Example::
 
     decoders = RowsDecoder(is_mariadb=True)
     table = decoders.table_map(body)             # TABLE_MAP event body
-    for before, after in table.rows(body, 30):   # WRITE_ROWS_EVENT v2 body
+    for before, after, key in table.keyed_rows(body, 30):  # WRITE_ROWS_EVENT v2 body
         ...
 """
 
@@ -1118,39 +1118,6 @@ class TableDecoder:
                     continue
             row, pos = _image(body, pos, new)
             append((before, row, {k: row[k] for k in names} if names else None))
-        return out
-
-    def rows(
-        self, body: bytes, event_type: int, post_header: int = 8
-    ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """(before, after) of every row of a WRITE/UPDATE/DELETE_ROWS event body."""
-        pos = post_header
-        if event_type in V2_EVENTS:
-            extra = body[pos] | body[pos + 1] << 8
-            pos += extra
-        count, pos = _lenenc(body, pos)
-        nbytes = (count + 7) // 8
-        plan = self._plan(body[pos : pos + nbytes])
-        pos += nbytes
-        end = len(body)
-        image = _image
-        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
-        append = out.append
-        if event_type in UPDATE_EVENTS:
-            plan2 = self._plan(body[pos : pos + nbytes])
-            pos += nbytes
-            while pos < end:
-                before, pos = image(body, pos, plan)
-                after, pos = image(body, pos, plan2)
-                append((before, after))
-        elif event_type in WRITE_EVENTS:
-            while pos < end:
-                row, pos = image(body, pos, plan)
-                append((None, row))
-        else:
-            while pos < end:
-                row, pos = image(body, pos, plan)
-                append((row, None))
         return out
 
 

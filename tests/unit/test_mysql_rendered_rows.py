@@ -106,7 +106,7 @@ def test_padding_bits_of_the_null_bitmap_are_not_nulls() -> None:
     calls = []
     fast = plan.fast
     plan.fast = lambda data, pos: calls.append(pos) or fast(data, pos)  # type: ignore[method-assign]
-    table.rows(ALLTYPES_INSERT, WRITE_ROWS_V1)
+    table.keyed_rows(ALLTYPES_INSERT, WRITE_ROWS_V1)
     assert calls, "the image without NULLs was not read by the compiled reader"
 
 
