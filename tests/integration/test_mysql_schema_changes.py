@@ -8,7 +8,6 @@ the pipeline.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -23,15 +22,7 @@ from tests.integration.pipeline_helpers import (
     wait_for_events,
 )
 from tests.integration.services import create_topics
-from tests.integration.test_mysql_source import run_sql, write_mysql_config
-
-
-def drain(src: MysqlSource, seconds: float = 2.0) -> list[Change | Commit]:
-    out: list[Change | Commit] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        out.extend(src.read(0.2))
-    return out
+from tests.integration.test_mysql_source import drain, run_sql, write_mysql_config
 
 
 def test_ddl_between_rows_gives_notices_in_binlog_order(mariadb_server, mariadb_db):
@@ -54,7 +45,7 @@ def test_ddl_between_rows_gives_notices_in_binlog_order(mariadb_server, mariadb_
             "CREATE TABLE t2 (id int primary key);",  # not captured either
             "DROP TABLE t2, t",
         ]))  # fmt: skip
-        items = drain(src)
+        items = drain(src, 2.0)
     finally:
         src.close()
     changes = [(i.op, i.table, (i.after or {}).get("kind") if i.op == "schema" else i.after)

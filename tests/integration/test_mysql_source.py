@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ def write_mysql_config(tmp_path: Path, dsn: str, bootstrap: str, **source: Any) 
                                     "log": {"level": "info", "format": "text"},
                                     "pipelines": [pipeline]}, sort_keys=False))  # fmt: skip
     return path
+
+
+def drain(src: Any, seconds: float) -> list[Any]:
+    """Everything a MysqlSource gives in `seconds` (Changes and Commits)."""
+    out: list[Any] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out.extend(src.read(0.2))
+    return out
 
 
 def run_sql(server: Any, db: str, script: str) -> None:

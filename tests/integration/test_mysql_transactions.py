@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -12,20 +11,13 @@ from cdc.config import MysqlSourceConfig
 from cdc.errors import SourceError
 from cdc.model import Change, Commit
 from connectors.mysql.source import MysqlSource
+from tests.integration.test_mysql_source import drain
 
 
 def source(dsn: Any) -> MysqlSource:
     config = MysqlSourceConfig(dsn=str(dsn), server_id=5000 + uuid.uuid4().int % 1000,
                                snapshot="never", tables=None, exclude_tables=())  # fmt: skip
     return MysqlSource(config, name=f"tx_{uuid.uuid4().hex[:6]}")
-
-
-def drain(src: MysqlSource, seconds: float = 3.0) -> list[Change | Commit]:
-    out: list[Change | Commit] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        out.extend(src.read(0.2))
-    return out
 
 
 def test_rollback_to_savepoint_does_not_end_the_transaction(mariadb_server, mariadb_db):
@@ -44,7 +36,7 @@ def test_rollback_to_savepoint_does_not_end_the_transaction(mariadb_server, mari
                         "ROLLBACK TO SAVEPOINT s1", "INSERT INTO t VALUES (3)", "COMMIT"):
                 cur.execute(sql)
         conn.close()
-        items = drain(src)
+        items = drain(src, 3.0)
     finally:
         src.close()
     # MariaDB logs the MyISAM row as a group of its own (its own GTID); the InnoDB
@@ -72,7 +64,7 @@ def test_xa_transactions_are_refused_not_published(mariadb_server, mariadb_db):
                 cur.execute(sql)
         conn.close()
         with pytest.raises(SourceError, match="XA transactions are not supported"):
-            items = drain(src)
+            items = drain(src, 3.0)
             assert not [i for i in items if type(i) is Change], "an XA row was published"
     finally:
         src.close()
