@@ -810,6 +810,18 @@ class _Plan:
         self.json: JsonImage | None = None  # see TableDecoder.keyed_rows
 
 
+def _unpack_run(run: list[tuple[int, str]], env: dict[str, Any], lines: list[str]) -> None:
+    """Generated code for a run of fixed-width columns (index, struct code): one
+    struct unpacks them all into v<index>; the run is emptied."""
+    if not run:
+        return
+    st = struct.Struct("<" + "".join(code for _, code in run))
+    env[f"S{run[0][0]}"] = st.unpack_from
+    lines.append(f"    {', '.join(f'v{k}' for k, _ in run)}, = S{run[0][0]}(data, pos)")
+    lines.append(f"    pos += {st.size}")
+    run.clear()
+
+
 def _compile(columns: list[tuple[str, Reader, str | None]]) -> Callable[[bytes, int], Any]:
     """`image(data, pos) -> (row, pos)` for a row image without NULLs: readers called
     in line, runs of fixed-width columns unpacked by one struct, the row built as a
@@ -819,14 +831,7 @@ def _compile(columns: list[tuple[str, Reader, str | None]]) -> Callable[[bytes, 
     run: list[tuple[int, str]] = []
 
     def flush() -> None:
-        if not run:
-            return
-        st = struct.Struct("<" + "".join(code for _, code in run))
-        env[f"S{run[0][0]}"] = st.unpack_from
-        names = ", ".join(f"v{k}" for k, _ in run)
-        lines.append(f"    {names}, = S{run[0][0]}(data, pos)")
-        lines.append(f"    pos += {st.size}")
-        run.clear()
+        _unpack_run(run, env, lines)
 
     for k, (name, read, code) in enumerate(columns):
         env[f"N{k}"] = name
@@ -926,22 +931,16 @@ def _compile_json(
     lines = ["def image(data, pos):", "  try:"]
     parts: list[str] = []
     post: list[str] = []  # conversions, once every value is read (struct runs come late)
-    run: list[int] = []
+    run: list[tuple[int, str]] = []
 
     def flush() -> None:
-        if not run:
-            return
-        st = struct.Struct("<" + "".join(str(columns[k].code) for k in run))
-        env[f"S{run[0]}"] = st.unpack_from
-        lines.append(f"    {', '.join(f'v{k}' for k in run)}, = S{run[0]}(data, pos)")
-        lines.append(f"    pos += {st.size}")
-        run.clear()
+        _unpack_run(run, env, lines)
 
     for k, c in enumerate(columns):
         env[f"P{k}"] = ("{" if k == 0 else ",") + encode(c.name) + ":"
         env[f"C{k}"] = c.convert
         if c.code is not None:
-            run.append(k)
+            run.append((k, c.code))
         elif c.kind == "epoch" and c.name not in key_names:
             flush()
             nfrac, mult = _frac_reader(c.meta)
