@@ -516,6 +516,10 @@ class DebeziumFormat:
         self._memo: tuple[Any, str, str] = (None, "", "")
         self._mysql_memo: tuple[Any, dict[str, Any], str, str] = (None, {}, "", "")
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # The last rendered MySQL row event (see _render_rendered): its source
+        # dict, columns, commit time and binlog coordinates, then its layout and
+        # the source block's text before and after the row number.
+        self._event_memo: tuple[Any, ...] = (None, None, None, None, None, None, "", "")
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -524,6 +528,10 @@ class DebeziumFormat:
 
     # The hot path: one call per row change.
     def render(self, change: Change) -> list[Record]:
+        if type(change.after) is RenderedRow and type(change.log_pos) is tuple:
+            made = self._render_rendered(change)
+            if made is not None:
+                return made
         op = change.op
         if op == MESSAGE:
             return self._render_message(change)
@@ -546,6 +554,48 @@ class DebeziumFormat:
         if op == DELETE and self.tombstones:
             return [(None, key_bytes, value), (None, key_bytes, None)]
         return [(None, key_bytes, value)]
+
+    def _render_rendered(self, change: Change) -> list[Record] | None:
+        """A MySQL row the decoder rendered (no mapper has seen it): the envelope
+        around it from text made once per row event; None where the general path
+        must decide (a primary-key update, coordinates of unexpected types).
+
+        No mapper ran, so the source dict and the columns dict are the ones the
+        decoder shares by every change of a transaction and of a table version:
+        their identity (kept alive here, so never reused) stands for their content.
+        """
+        source, columns, log_pos = change.source, change.columns, change.log_pos
+        memo = self._event_memo
+        if (memo[0] is not source or memo[1] is not columns or memo[2] != change.commit_ts
+                or memo[4] != log_pos[1] or memo[3] != log_pos[0]):  # fmt: skip
+            file, pos, row = log_pos
+            if type(file) is not str or type(pos) is not int or type(row) is not int:
+                return None
+            if change.snapshot or source.get("connector") != "mysql":
+                return None
+            head = self._mysql_source_json(change)
+            # The block as _mysql_source_json made it, cut at this row's number.
+            cut = head.rindex(f',"row":{row}') + 7
+            memo = self._event_memo = (source, columns, change.commit_ts, file, pos,
+                                       self._tables.get(columns), head[:cut],
+                                       head[cut + len(str(row)):])  # fmt: skip
+        table: _Table = memo[5]
+        op = change.op
+        key = change.key
+        before = change.before
+        if before is None:
+            before_json = "null"
+        elif op == UPDATE and (not key or not _key_changed(key, before)):
+            before_json = table.row(before)
+        else:
+            return None
+        now_ns = time.time_ns()
+        value = (
+            f'{{"before":{before_json},"after":{change.after},{memo[6]}{log_pos[2]}{memo[7]},'
+            f'"transaction":null,"op":"{_OPS[op]}","ts_ms":{now_ns // 1_000_000},'
+            f'"ts_us":{now_ns // 1000},"ts_ns":{now_ns}}}'
+        ).encode()
+        return [(None, None if key is None else table.key(key), value)]
 
     def json_values(self, columns: dict[str, str]) -> JsonValuePlan:
         """What a source needs to render rows itself (see RenderedRow and
