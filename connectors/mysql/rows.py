@@ -442,8 +442,19 @@ def _big_endian(offset: int, width: int) -> str:
 
 
 def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
-    """A reader generated for one (precision, scale): each base-10^9 group read from
-    its own bytes as a small int, straight-line code for each sign."""
+    """A reader generated for one (precision, scale) (see _decimal_lines)."""
+    lines = ["def read(data, pos):", *_decimal_lines(precision, scale, "text", "    "),
+             "    return make(text), pos"]  # fmt: skip
+    env: dict[str, Any] = {"make": make}
+    exec("\n".join(lines), env)  # noqa: S102 (generated from the column's precision only)
+    read: Reader = env["read"]
+    return read
+
+
+def _decimal_lines(precision: int, scale: int, target: str, indent: str) -> list[str]:
+    """Code that sets `target` to the plain text of the DECIMAL(precision, scale) at
+    data[pos] and moves pos past it: each base-10^9 group read from its own bytes as a
+    small int, straight-line code for each sign."""
     intg = precision - scale
     intg0, intg0x = divmod(intg, 9)
     frac0, frac0x = divmod(scale, 9)
@@ -454,15 +465,16 @@ def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
     frac_widths = [4] * frac0 + ([_DIG2BYTES[frac0x]] if frac0x else [])
     frac_digits = [9] * frac0 + ([frac0x] if frac0x else [])
     size = sum(int_widths) + sum(frac_widths)
-    lines = ["def read(data, pos):", f"    end = pos + {size}"]
+    lines = []
     for negative in (False, True):
-        body = []
+        lines.append(f"{indent}{'else' if negative else 'if data[pos] & 0x80'}:")
         offset = 0
         for k, width in enumerate(int_widths + frac_widths):
             flip = (1 << (width * 8)) - 1 if negative else 0
             if k == 0:
                 flip ^= 1 << (width * 8 - 1)  # the sign bit, stored inverted
-            body.append(f"        g{k} = ({_big_endian(offset, width)}) ^ {flip}")
+            value = _big_endian(offset, width)
+            lines.append(f"{indent}    g{k} = " + (f"({value}) ^ {flip}" if flip else value))
             offset += width
         whole = "0"
         for k in range(len(int_widths)):
@@ -471,19 +483,15 @@ def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
         frac_terms = []
         for k, digits in enumerate(frac_digits):
             left -= digits
-            frac_terms.append(f"g{len(int_widths) + k} * {10**left}")
+            frac_terms.append(f"g{len(int_widths) + k}" + (f" * {10**left}" if left else ""))
         sign = "-" if negative else ""
         if scale:
             text = f'"{sign}%d.%0{scale}d" % ({whole}, {" + ".join(frac_terms)})'
         else:
             text = f'"{sign}%d" % ({whole},)'
-        body.append(f"        return make({text}), end")
-        lines.append("    if not data[pos] & 0x80:" if negative else "    if data[pos] & 0x80:")
-        lines += body
-    env: dict[str, Any] = {"make": make}
-    exec("\n".join(lines), env)  # noqa: S102 (generated from the column's precision only)
-    read: Reader = env["read"]
-    return read
+        lines.append(f"{indent}    {target} = {text}")
+    lines.append(f"{indent}pos += {size}")
+    return lines
 
 
 def _bit(meta: int) -> Reader:
@@ -881,8 +889,7 @@ class _JsonColumn:
             self.kind = "epoch"  # its count since the epoch, from the packed fields
         elif shortcut is not None and c.real_type == T_NEWDECIMAL:
             # The format's shortcut from numeric text, which a DECIMAL's plain text is.
-            self.kind = "decimal"
-            self.read = decimal_text_reader(c.meta >> 8, c.meta & 0xFF)
+            self.kind = "decimal"  # its text read in line
             self.shortcut = shortcut
         else:
             self.kind = "value"  # encode(convert(value)), as the format does
@@ -914,7 +921,7 @@ def _day_count(ymd: int, unit: int) -> int:
 def _compile_json(
     columns: list[_JsonColumn], key_names: tuple[str, ...], encode: Callable[[Any], str]
 ) -> JsonImage | None:
-    """`image(data, pos)` for a row image without NULLs (`pos` after its bitmap),
+    """`image(data, pos)` for a row image (`pos` at its null bitmap) without NULLs,
     rendering it as the format's JSON object text, column by column exactly what
     the format makes of the decoded value: `encode(convert(value))`, with the
     value's own text where that is its JSON (integers), JSON string escaping
@@ -929,6 +936,13 @@ def _compile_json(
     env: dict[str, Any] = {"_esc": encode_basestring, "_enc": encode, "_Rendered": RenderedRow,
                            "_Decimal": Decimal, "_day_count": _day_count}  # fmt: skip
     lines = ["def image(data, pos):", "  try:"]
+    # Images with NULLs (bits past the last column are padding) take the general path.
+    nbytes = (len(columns) + 7) // 8
+    for i in range(nbytes):
+        mask = ((1 << len(columns)) - 1) >> (8 * i) & 0xFF
+        lines.append(f"    if data[pos + {i}] & {mask}:")
+        lines.append("        return None")
+    lines.append(f"    pos += {nbytes}")
     parts: list[str] = []
     post: list[str] = []  # conversions, once every value is read (struct runs come late)
     run: list[tuple[int, str]] = []
@@ -968,6 +982,9 @@ def _compile_json(
                 f" * {1_000_000 // unit}" + ((" + us" if unit == 1 else f" + us // {unit}")
                                             if nfrac else ""),
             ]
+        elif c.kind == "decimal":
+            flush()
+            lines += _decimal_lines(c.meta >> 8, c.meta & 0xFF, f"v{k}", "    ")
         elif c.prefix:
             flush()
             env[f"E{k}"] = c.encoding
@@ -1103,14 +1120,11 @@ class TableDecoder:
             new = self._plan(body[pos : pos + nbytes])
             pos += nbytes
         rendered = new.json
-        mask = new.mask
-        bitmap = new.nbytes
         while pos < end:
             if update:
                 before, pos = _image(body, pos, plan)
-            nulls = int.from_bytes(body[pos : pos + bitmap], "little") & mask
-            if rendered is not None and not nulls:
-                made = rendered(body, pos + bitmap)
+            if rendered is not None:
+                made = rendered(body, pos)
                 if made is not None:
                     after, key, pos = made
                     append((before, after, key))

@@ -85,6 +85,7 @@ SYSTEM_SCHEMAS = frozenset(("mysql", "information_schema", "performance_schema",
 REPLICA_RELEASE_WAIT = 5.0  # seconds to wait for our own previous connection to go
 # One header field (see events.HEADER) for the hot events: timestamp at 1, log_pos at 14.
 _U32_AT = struct.Struct("<I").unpack_from
+_SERVER_SIZE_POS = struct.Struct("<III").unpack_from  # the header's server_id, size, log_pos
 _TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?",
                        re.IGNORECASE)  # fmt: skip
 _DDL = re.compile(r"^\s*(alter|create|drop|rename)\s", re.IGNORECASE)
@@ -641,15 +642,17 @@ class MysqlSource:
         if etype == ev.XID_EVENT:
             self._commit(_U32_AT(packet, 14)[0], _U32_AT(packet, 1)[0], out)
             return
-        header = ev.Header(*ev.HEADER.unpack_from(packet, 1))
         if etype == ev.MARIADB_GTID_EVENT:
+            server_id, size, log_pos = _SERVER_SIZE_POS(packet, 6)
             domain, seq, flags = ev.parse_mariadb_gtid(body)
-            self._begin(header.log_pos - header.size)
-            self._txn_gtid = f"{domain}-{header.server_id}-{seq}"
+            self._begin(log_pos - size)
+            self._txn_gtid = f"{domain}-{server_id}-{seq}"
             self._txn_seq = seq
             self._txn_domain = domain
             self._in_txn = not flags & ev.MARIADB_FL_STANDALONE
-        elif etype in (ev.GTID_EVENT, ev.ANONYMOUS_GTID_EVENT):
+            return
+        header = ev.Header(*ev.HEADER.unpack_from(packet, 1))
+        if etype in (ev.GTID_EVENT, ev.ANONYMOUS_GTID_EVENT):
             self._begin(header.log_pos - header.size)
             self._txn_gtid = ev.parse_mysql_gtid(body) if etype == ev.GTID_EVENT else None
             self._txn_seq = None
