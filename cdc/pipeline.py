@@ -55,6 +55,10 @@ log = logging.getLogger("cdc.pipeline")
 
 SAVE_INTERVAL = 1.0  # seconds between offset store writes while the position moves
 SERVICE_EVERY = 1000  # changes between delivery polls / keepalives inside a burst
+# Seconds a read waits for the source: while events wait for the broker, delivery
+# reports (and so acknowledgements) are taken up at least this often.
+READ_TIMEOUT = 0.1
+IN_FLIGHT_READ_TIMEOUT = 0.005
 # Seconds between updates of the Prometheus metrics: a loop that handles one small
 # transaction per turn must not pay for several locked counter updates each time.
 METRICS_INTERVAL = 0.1
@@ -141,6 +145,8 @@ class Pipeline:
         self._stop = stop
         try:
             stored = self.store.load()
+            # The producer connects in the background while the source opens.
+            self.sink.start()
             self.source.open(stored)
             if stored is None and self.source.start_position is not None:
                 # Remember where a first run starts before anything else: killed
@@ -163,11 +169,13 @@ class Pipeline:
     def _loop(self, stop: threading.Event) -> None:
         source = self.source
         sink = self.sink
+        checkpointer = self.checkpointer
         process = self._process
         counter = 0
         while not stop.is_set():
             item: Change | Commit | None = None
-            for item in source.read(0.1):
+            timeout = READ_TIMEOUT if checkpointer.idle else IN_FLIGHT_READ_TIMEOUT
+            for item in source.read(timeout):
                 if type(item) is Change:
                     process(item)
                     counter += 1
@@ -181,10 +189,10 @@ class Pipeline:
                     self._commit(item)
             sink.poll(0)
             self._service()
-            if item is None:  # nothing came: publish the metrics now, not at the next interval
+            if item is None and checkpointer.idle:  # all quiet: publish the metrics now
                 self._update_metrics()
             self.last_loop = time.monotonic()
-            if source.finished and self.checkpointer.idle:
+            if source.finished and checkpointer.idle:
                 log.info("source finished (snapshot only) and everything is acknowledged")
                 return
 

@@ -27,20 +27,29 @@ class TopicNamer:
         self.template = template
         self.pipeline = pipeline
         self._cache: dict[tuple[str, str, str, str], str] = {}
+        # The last change's fields and topic: runs of changes share them.
+        self._last: tuple[str, str, str, str, str] = ("", "", "", "", "")
 
     def __call__(self, change: Change) -> str:
+        database, schema, table, op, topic = self._last
+        if (change.table is table and change.op is op and change.schema is schema
+                and change.database is database):  # fmt: skip
+            return topic
         k = (change.database, change.schema, change.table, change.op)
-        topic = self._cache.get(k)
-        if topic is None:
-            topic = self.template.format(
+        found = self._cache.get(k)
+        if found is None:
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            found = self.template.format(
                 database=change.database,
                 schema=change.schema,
                 table=change.table,
                 op=change.op,
                 pipeline=self.pipeline,
             )
-            self._cache[k] = topic
-        return topic
+            self._cache[k] = found
+        self._last = (*k, found)
+        return found
 
 
 class KeyNamer:
@@ -91,7 +100,7 @@ class EventRenderer:
         n = 0
         for item in items:
             if type(item) is Change:
-                n = self._change_records(item, n, emit)
+                n = self.render_change(item, emit, n)
             else:
                 assert type(item) is Event
                 origin = item.change or change
@@ -109,12 +118,12 @@ class EventRenderer:
                 emit(item.topic or self.topic(origin), key_bytes, value, headers, origin)
                 n += 1
 
-    def render_change(self, change: Change, emit: Emit) -> None:
-        """`render(change, [change], emit)`: for pipelines without mappers."""
-        self._change_records(change, 0, emit)
+    def render_change(self, item: Change, emit: Emit, n: int = 0) -> int:
+        """Emit the format's records of one Change, numbered from `n`; the next number.
 
-    def _change_records(self, item: Change, n: int, emit: Emit) -> int:
-        """Emit the format's records of one Change, numbered from `n`; the next number."""
+        `render_change(change, emit)` is `render(change, [change], emit)`, for
+        pipelines without mappers.
+        """
         try:
             records = self.format(item)
         except SinkError:

@@ -9,6 +9,7 @@ the others the same way, and the process exits non-zero.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -124,6 +125,20 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
     )
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections while streaming.
+
+    Row changes are freed by reference counting, never by the collector, yet
+    every few hundred of them would start a collection that scans the burst
+    still held (and, at each full one, every object of the process). What
+    exists once the pipelines are built lives as long as the process: frozen
+    out of the collector's sight; the young generation is collected ~14 times
+    less often (cycles, rare here, wait a little longer).
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 class Runtime:
     def __init__(self, config: Config, config_path: str):
         self.config = config
@@ -204,6 +219,7 @@ class Runtime:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        tune_gc()
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):

@@ -49,6 +49,10 @@ class KafkaSink:
                 raise SinkError(f"cannot create the Kafka producer: {e}") from e
         return self._producer
 
+    def start(self) -> None:
+        """Create the producer now: it connects to the broker in the background."""
+        _ = self._producer or self.producer
+
     def send(
         self,
         topic: str,

@@ -51,6 +51,9 @@ class FakeSink:
         self.limit = limit
         self.wait_hook = None
 
+    def start(self) -> None:
+        pass
+
     def send(self, topic: str, key: Any, value: Any, headers: Any, on_delivery: Any) -> None:
         if self.limit is not None and value is not None and len(value) > self.limit:
             err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")

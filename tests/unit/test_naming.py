@@ -19,6 +19,17 @@ def test_topic_template_fields_and_cache():
     assert namer(change(table="customers")) == "p1.shop.public.customers.insert"
 
 
+def test_topic_follows_every_field_from_one_change_to_the_next():
+    # The last change's topic is reused while its fields are the same objects;
+    # equal strings that are other objects, and any field that changes, still work.
+    namer = TopicNamer("{database}.{schema}.{table}.{op}", "p")
+    fields = [dict(), dict(op="delete"), dict(schema="audit"), dict(database="crm"),
+              dict(table="lines"), dict(table="".join(["li", "nes"])), dict()]  # fmt: skip
+    for kw in fields * 2:
+        c = change(**kw)
+        assert namer(c) == f"{c.database}.{c.schema}.{c.table}.{c.op}"
+
+
 def test_key_template_uses_key_columns():
     assert KeyNamer("{table}:{region}:{id}", "p")(change()) == b"orders:eu:7"
 
