@@ -206,5 +206,5 @@ def format_position(pos: Any) -> str:
     if isinstance(pos, int):
         return f"{pos:X}"
     if isinstance(pos, tuple):
-        return ":".join(str(p) for p in pos)
+        return ":".join(map(str, pos))
     return str(pos)

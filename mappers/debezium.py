@@ -516,10 +516,11 @@ class DebeziumFormat:
         self._memo: tuple[Any, str, str] = (None, "", "")
         self._mysql_memo: tuple[Any, dict[str, Any], str, str] = (None, {}, "", "")
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
-        # The last rendered MySQL row event (see _render_rendered): its source
-        # dict, columns, commit time and binlog coordinates, then its layout and
-        # the source block's text before and after the row number.
-        self._event_memo: tuple[Any, ...] = (None, None, None, None, None, None, "", "")
+        # The last rendered MySQL row (see _render_rendered): its source dict,
+        # columns and commit time; its layout and the source block's text before
+        # the file (see _mysql_source_head) and after the row number; its event's
+        # file and pos, and the block's text up to the row number.
+        self._event_memo: tuple[Any, ...] = (None,) * 9
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -566,20 +567,23 @@ class DebeziumFormat:
         """
         source, columns, log_pos = change.source, change.columns, change.log_pos
         memo = self._event_memo
-        if (memo[0] is not source or memo[1] is not columns or memo[2] != change.commit_ts
-                or memo[4] != log_pos[1] or memo[3] != log_pos[0]):  # fmt: skip
+        if memo[0] is not source or memo[1] is not columns or memo[2] != change.commit_ts:
+            if change.snapshot or source.get("connector") != "mysql":
+                return None
+            parts = self._mysql_source_head(change)
+            if parts is None:
+                return None
+            # The file and pos of no event yet: the next check builds `pre`.
+            memo = (source, columns, change.commit_ts, self._tables.get(columns), *parts,
+                    None, None, "")  # fmt: skip
+        if memo[7] != log_pos[1] or memo[6] != log_pos[0]:
             file, pos, row = log_pos
             if type(file) is not str or type(pos) is not int or type(row) is not int:
                 return None
-            if change.snapshot or source.get("connector") != "mysql":
-                return None
-            head = self._mysql_source_json(change)
-            # The block as _mysql_source_json made it, cut at this row's number.
-            cut = head.rindex(f',"row":{row}') + 7
-            memo = self._event_memo = (source, columns, change.commit_ts, file, pos,
-                                       self._tables.get(columns), head[:cut],
-                                       head[cut + len(str(row)):])  # fmt: skip
-        table: _Table = memo[5]
+            pre = f'{memo[4]}{encode_basestring(file)},"pos":{pos},"row":'
+            memo = (*memo[:6], file, pos, pre)
+        self._event_memo = memo
+        table: _Table = memo[3]
         op = change.op
         key = change.key
         before = change.before
@@ -591,7 +595,7 @@ class DebeziumFormat:
             return None
         now_ns = time.time_ns()
         value = (
-            f'{{"before":{before_json},"after":{change.after},{memo[6]}{log_pos[2]}{memo[7]},'
+            f'{{"before":{before_json},"after":{change.after},{memo[8]}{log_pos[2]}{memo[5]}}},'
             f'"transaction":null,"op":"{_OPS[op]}","ts_ms":{now_ns // 1_000_000},'
             f'"ts_us":{now_ns // 1000},"ts_ns":{now_ns}}}'
         ).encode()
@@ -717,9 +721,26 @@ class DebeziumFormat:
         return [(self.message_topic, _encode({"prefix": prefix}).encode(), value)]
 
     def _mysql_source_json(self, change: Change) -> str:
-        """`"source":{...}` of a MySQL change; as `_pg_source`, the parts that are
-        the same for every row of a transaction in one table are built once, and
-        those the same for every transaction are kept per table."""
+        """`"source":{...}` of a MySQL change."""
+        parts = self._mysql_source_head(change)
+        if parts is None:  # a mapper put a list or dict there: no caching
+            return '"source":' + _encode(self._mysql_source(change))
+        head, tail = parts
+        log_pos = change.log_pos
+        if type(log_pos) is tuple:
+            file, pos, row = log_pos
+            if type(file) is str and type(pos) is int and type(row) is int:
+                return f'{head}{encode_basestring(file)},"pos":{pos},"row":{row}{tail}}}'
+        else:
+            file, pos, row = None, None, 0
+        return f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}'
+
+    def _mysql_source_head(self, change: Change) -> tuple[str, str] | None:
+        """The MySQL `"source":{...` text up to the file's value (ending in
+        `"file":`) and after the row number's, without the closing brace; None
+        where a mapper made a field unhashable. As `_pg_source`, the parts that
+        are the same for every row of a transaction in one table are built
+        once, and those the same for every transaction are kept per table."""
         extra = change.source
         memo_key = (change.commit_ts, change.database, change.table, change.snapshot)
         memo = self._mysql_memo
@@ -735,27 +756,25 @@ class DebeziumFormat:
                      type(query))  # fmt: skip
             try:
                 parts = self._mysql_parts.get(names)
-            except TypeError:  # a mapper put a list or dict there: no caching
-                return '"source":' + _encode(self._mysql_source(change))
+            except TypeError:
+                return None
             if parts is None:
                 if len(self._mysql_parts) >= self._MAX_CACHED:
                     self._mysql_parts.clear()
                 parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
             before_ts, before_ts_us, before_gtid, tail = parts
-            head = (
-                f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}{_encode_value(ts_us)},"
-                f'"ts_ns":{_encode_value(ts_us * 1000)}{before_gtid}{_encode_value(gtid)},'
-                '"file":'
-            )
+            gtid_json = encode_basestring(gtid) if type(gtid) is str else _encode_value(gtid)
+            if type(ts_us) is int:  # as the source gives it: its text is its JSON
+                head = (f'{before_ts}{ts_us // 1000}{before_ts_us}{ts_us},"ts_ns":{ts_us * 1000}'
+                        f'{before_gtid}{gtid_json},"file":')  # fmt: skip
+            else:
+                head = (
+                    f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}"
+                    f'{_encode_value(ts_us)},"ts_ns":{_encode_value(ts_us * 1000)}'
+                    f'{before_gtid}{gtid_json},"file":'
+                )
             self._mysql_memo = (memo_key, dict(extra), head, tail)
-        log_pos = change.log_pos
-        if type(log_pos) is tuple:
-            file, pos, row = log_pos
-            if type(file) is str and type(pos) is int and type(row) is int:
-                return f'{head}{encode_basestring(file)},"pos":{pos},"row":{row}{tail}}}'
-        else:
-            file, pos, row = None, None, 0
-        return f'{head}{_encode(file)},"pos":{_encode(pos)},"row":{_encode(row)}{tail}}}'
+        return head, tail
 
     def _render_schema(self, change: Change) -> list[Record]:
         """Debezium's schema change event (see the module docstring)."""

@@ -445,16 +445,21 @@ def _decimal(precision: int, scale: int, make: Callable[[str], Any]) -> Reader:
     """A reader generated for one (precision, scale) (see _decimal_lines)."""
     lines = ["def read(data, pos):", *_decimal_lines(precision, scale, "text", "    "),
              "    return make(text), pos"]  # fmt: skip
-    env: dict[str, Any] = {"make": make}
+    env: dict[str, Any] = {"make": make, "_DIGITS": _DIGITS}
     exec("\n".join(lines), env)  # noqa: S102 (generated from the column's precision only)
     read: Reader = env["read"]
     return read
 
 
+# The text of every fraction of up to 3 digits, by number of digits (the generated
+# DECIMAL code looks them up: cheaper than formatting them with leading zeros).
+_DIGITS = {n: [f"{i:0{n}d}" for i in range(10**n)] for n in (1, 2, 3)}
+
+
 def _decimal_lines(precision: int, scale: int, target: str, indent: str) -> list[str]:
     """Code that sets `target` to the plain text of the DECIMAL(precision, scale) at
     data[pos] and moves pos past it: each base-10^9 group read from its own bytes as a
-    small int, straight-line code for each sign."""
+    small int, straight-line code for each sign (`_DIGITS` in its namespace)."""
     intg = precision - scale
     intg0, intg0x = divmod(intg, 9)
     frac0, frac0x = divmod(scale, 9)
@@ -485,7 +490,9 @@ def _decimal_lines(precision: int, scale: int, target: str, indent: str) -> list
             left -= digits
             frac_terms.append(f"g{len(int_widths) + k}" + (f" * {10**left}" if left else ""))
         sign = "-" if negative else ""
-        if scale:
+        if scale in _DIGITS:
+            text = f'f"{sign}{{{whole}}}.{{_DIGITS[{scale}][{frac_terms[0]}]}}"'
+        elif scale:
             text = f'"{sign}%d.%0{scale}d" % ({whole}, {" + ".join(frac_terms)})'
         else:
             text = f'"{sign}%d" % ({whole},)'
@@ -895,26 +902,35 @@ class _JsonColumn:
             self.kind = "value"  # encode(convert(value)), as the format does
 
 
-# Per unit (see EPOCH_UNIT): DATETIME2's date part (with its sign bit) -> the count
-# of units since 1970-01-01 at its midnight.
-_DAY_COUNTS: dict[int, dict[int, int]] = {}
+# Per unit (see EPOCH_UNIT): a DATETIME2's five bytes up to the second -> its count
+# of units since 1970-01-01 (rows written together share their second).
+_SECOND_COUNTS: dict[int, dict[bytes, int]] = {}
+_SECOND_COUNTS_MAX = 100_000
 
 
-def _day_counts(unit: int) -> dict[int, int]:
-    return _DAY_COUNTS.setdefault(unit, {})
+def _second_counts(unit: int) -> dict[bytes, int]:
+    return _SECOND_COUNTS.setdefault(unit, {})
 
 
-def _day_count(ymd: int, unit: int) -> int:
-    """Units since 1970-01-01 at midnight of a DATETIME2 date part (ValueError for
-    zero dates); remembered."""
+def _second_count(packed: bytes, unit: int) -> int | None:
+    """Units since 1970-01-01 of a DATETIME2's first five bytes (date and time to
+    the second); None for an impossible time (not written by servers); ValueError
+    for zero or impossible dates. Remembered."""
+    # 40 bits: sign, year * 13 + month (17), day (5) | hour (5), minute, second (6 each)
+    ymd = (packed[0] << 16 | packed[1] << 8 | packed[2]) >> 1
+    hms = (packed[2] & 1) << 16 | packed[3] << 8 | packed[4]
+    hour, minute, second = hms >> 12, hms >> 6 & 63, hms & 63
+    if hour > 23 or minute > 59 or second > 59:
+        return None
     if not ymd & 0x400000:
         raise ValueError("a negative DATETIME2")  # not written by servers: the general path
     ym = (ymd & 0x3FFFFF) >> 5
     days = dt.date(ym // 13, ym % 13, ymd & 31).toordinal() - _EPOCH_ORDINAL
-    counts = _day_counts(unit)
-    if len(counts) >= 100_000:
+    count = (days * 86_400 + hour * 3600 + minute * 60 + second) * (1_000_000 // unit)
+    counts = _second_counts(unit)
+    if len(counts) >= _SECOND_COUNTS_MAX:
         counts.clear()
-    count = counts[ymd] = days * (86_400_000_000 // unit)
+    counts[bytes(packed)] = count
     return count
 
 
@@ -934,7 +950,8 @@ def _compile_json(
     if any(k not in names for k in key_names):
         return None
     env: dict[str, Any] = {"_esc": encode_basestring, "_enc": encode, "_Rendered": RenderedRow,
-                           "_Decimal": Decimal, "_day_count": _day_count}  # fmt: skip
+                           "_Decimal": Decimal, "_second_count": _second_count,
+                           "_DIGITS": _DIGITS}  # fmt: skip
     lines = ["def image(data, pos):", "  try:"]
     # Images with NULLs (bits past the last column are padding) take the general path.
     nbytes = (len(columns) + 7) // 8
@@ -959,29 +976,24 @@ def _compile_json(
             flush()
             nfrac, mult = _frac_reader(c.meta)
             unit = getattr(c.convert, EPOCH_UNIT)
-            env[f"D{k}"] = _day_counts(unit)
-            # 40 bits: sign, year * 13 + month (17), day (5) | hour (5), minute, second
-            # (6 each): the date is the top 23 bits of the first three bytes.
+            env[f"D{k}"] = _second_counts(unit)
             lines += [
-                f"    ymd = ({_big_endian(0, 3)}) >> 1",
-                f"    hms = (data[pos + 2] & 1) << 16 | {_big_endian(3, 2)}",
+                "    packed = data[pos:pos + 5]",
+                f"    v{k} = D{k}.get(packed)",
+                f"    if v{k} is None:",
+                # Impossible times and zero dates: the general path's text.
+                f"        v{k} = _second_count(packed, {unit})",
+                f"        if v{k} is None:",
+                "            return None",
             ]
             if nfrac:
-                lines.append(f"    us = ({_big_endian(5, nfrac)}) * {mult}")
-            lines += [
-                f"    pos += {5 + nfrac}",
-                # Impossible times (which the server does not write) are the
-                # general path's text, as are zero dates (_day_count raises).
-                "    if hms >> 12 > 23 or hms >> 6 & 63 > 59 or hms & 63 > 59"
-                + (" or us > 999999" if nfrac else "") + ":",
-                "        return None",
-                f"    v{k} = D{k}.get(ymd)",
-                f"    if v{k} is None:",
-                f"        v{k} = _day_count(ymd, {unit})",
-                f"    v{k} += ((hms >> 12) * 3600 + (hms >> 6 & 63) * 60 + (hms & 63))"
-                f" * {1_000_000 // unit}" + ((" + us" if unit == 1 else f" + us // {unit}")
-                                            if nfrac else ""),
-            ]
+                lines += [
+                    f"    us = ({_big_endian(5, nfrac)})" + (f" * {mult}" if mult != 1 else ""),
+                    "    if us > 999999:",
+                    "        return None",
+                    f"    v{k} += " + ("us" if unit == 1 else f"us // {unit}"),
+                ]
+            lines.append(f"    pos += {5 + nfrac}")
         elif c.kind == "decimal":
             flush()
             lines += _decimal_lines(c.meta >> 8, c.meta & 0xFF, f"v{k}", "    ")

@@ -208,6 +208,19 @@ def test_datetimes_render_like_the_general_path(fsp: int) -> None:
     assert rendered == len(values) - 3
 
 
+@pytest.mark.parametrize("fsp", [0, 3, 4, 6])
+def test_datetimes_sharing_their_second_render_like_the_general_path(fsp: int) -> None:
+    # The count up to the second is remembered by the five packed bytes: rows that
+    # share it (before and after 1970, both epoch units) keep their own fractions.
+    columns = [("id", T_LONG, 0), ("at", T_DATETIME2, fsp)]
+    seconds = [(1969, 12, 31, 23, 59, 59), (1970, 1, 1, 0, 0, 0), (2031, 7, 8, 9, 10, 11)]
+    values = [(*second, us) for _ in range(2) for second in seconds
+              for us in (0, 1, 999, 1000, 500_000, 999_999)]  # fmt: skip
+    images = [i.to_bytes(4, "little") + _pack_datetime2(v, fsp) for i, v in enumerate(values)]
+    kinds = [type(after) for after, _ in _both(columns, images)]
+    assert kinds == [RenderedRow] * len(values)
+
+
 @pytest.mark.parametrize(("precision", "scale"), [(12, 2), (5, 0), (10, 4), (4, 4), (18, 9),
                                                   (30, 10), (65, 30)])  # fmt: skip
 @pytest.mark.parametrize("decimal", ["string", "base64"])
