@@ -731,7 +731,14 @@ class MysqlSource:
         file = self._file
         index = self._index
         append = out.append
-        for row, (before, after, key) in enumerate(table.keyed_rows(body, etype)):
+        try:
+            rows = table.keyed_rows(body, etype)
+        except (IndexError, struct.error) as e:  # an image shorter than its columns
+            raise DecodeError(
+                f"cannot decode the row event of {schema}.{name} at {file}:{start} "
+                f"({e}); the position stays before its transaction: report it"
+            ) from e
+        for row, (before, after, key) in enumerate(rows):
             # Positional: measurably faster than keywords on this path.
             append(Change(op, schema, "", name, key, before, after, columns, position, txid,
                           ts, index, (), False, (file, start, row), source))  # fmt: skip

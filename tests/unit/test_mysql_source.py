@@ -340,3 +340,14 @@ def test_another_replica_with_our_server_id_is_not_a_purged_binlog(code, message
     with pytest.raises(SlotInUse, match="unique source.server_id") as failure:
         source()._handle(error, [])
     assert "server_id 9" in str(failure.value) and "purged" not in str(failure.value)
+
+
+def test_a_row_image_shorter_than_its_columns_is_a_decode_error_naming_the_table():
+    from cdc.errors import DecodeError
+
+    src, log = source(), Binlog()
+    packets = [log.packet(ev.MARIADB_GTID_EVENT, mariadb_gtid(5)),
+               log.packet(TABLE_MAP_EVENT, ALLTYPES_MAP),
+               log.packet(WRITE_ROWS_V1, ALLTYPES_INSERT[:40])]  # fmt: skip
+    with pytest.raises(DecodeError, match=r"row event of cap\.alltypes at binlog\.000003:\d+"):
+        feed(src, packets)
