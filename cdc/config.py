@@ -52,6 +52,9 @@ NOT_AVAILABLE_YET: dict[str, tuple[str, ...]] = {"format": (), "store": ("kafka"
 
 # librdkafka settings under the user's `properties`. message.timeout.ms=0 makes
 # the producer retry until the broker comes back: the checkpoint simply waits.
+# enable.sparse.connections=false connects to the brokers at once: with lazy
+# connections the idempotent producer's id is only asked for on its 500 ms retry
+# timer, so nothing was acknowledged for the first ~1 s after every (re)start.
 PRODUCER_DEFAULTS: Mapping[str, str] = MappingProxyType(
     {
         "enable.idempotence": "true",
@@ -61,6 +64,7 @@ PRODUCER_DEFAULTS: Mapping[str, str] = MappingProxyType(
         "message.timeout.ms": "0",
         "queue.buffering.max.messages": "100000",
         "queue.buffering.max.kbytes": "16384",
+        "enable.sparse.connections": "false",
     }
 )
 

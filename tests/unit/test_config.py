@@ -353,7 +353,7 @@ def test_producer_config_puts_user_properties_over_the_defaults():
         "enable.idempotence": "true", "acks": "all", "linger.ms": "20",
         "compression.type": "lz4", "message.timeout.ms": "0",
         "queue.buffering.max.messages": "100000", "queue.buffering.max.kbytes": "16384",
-        "bootstrap.servers": "k:1",
+        "enable.sparse.connections": "false", "bootstrap.servers": "k:1",
     }
 
 
