@@ -519,8 +519,9 @@ class DebeziumFormat:
         # The last rendered MySQL row (see _render_rendered): its source dict,
         # columns and commit time; its layout and the source block's text before
         # the file (see _mysql_source_head) and after the row number; its event's
-        # file and pos, and the block's text up to the row number.
-        self._event_memo: tuple[Any, ...] = (None,) * 9
+        # file and pos, and the block's text up to the row number; its key's one
+        # column and the key's JSON up to the value, where that is an integer's.
+        self._event_memo: tuple[Any, ...] = (None,) * 10
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -573,15 +574,21 @@ class DebeziumFormat:
             parts = self._mysql_source_head(change)
             if parts is None:
                 return None
+            table = self._tables.get(columns)
+            # A key of one column no converter touches: its integers are their own JSON.
+            single = None
+            if change.key and len(change.key) == 1:
+                [name] = change.key
+                if name not in table.converted:
+                    single = (name, "{" + _encode(name) + ":")
             # The file and pos of no event yet: the next check builds `pre`.
-            memo = (source, columns, change.commit_ts, self._tables.get(columns), *parts,
-                    None, None, "")  # fmt: skip
+            memo = (source, columns, change.commit_ts, table, *parts, None, None, "", single)
         if memo[7] != log_pos[1] or memo[6] != log_pos[0]:
             file, pos, row = log_pos
             if type(file) is not str or type(pos) is not int or type(row) is not int:
                 return None
             pre = f'{memo[4]}{encode_basestring(file)},"pos":{pos},"row":'
-            memo = (*memo[:6], file, pos, pre)
+            memo = (*memo[:6], file, pos, pre, memo[9])
         self._event_memo = memo
         table: _Table = memo[3]
         op = change.op
@@ -599,7 +606,14 @@ class DebeziumFormat:
             f'"transaction":null,"op":"{_OPS[op]}","ts_ms":{now_ns // 1_000_000},'
             f'"ts_us":{now_ns // 1000},"ts_ns":{now_ns}}}'
         ).encode()
-        return [(None, None if key is None else table.key(key), value)]
+        single = memo[9]
+        if key is None:
+            key_bytes = None
+        elif single is not None and len(key) == 1 and type(v := key.get(single[0])) is int:
+            key_bytes = f"{single[1]}{v}}}".encode()
+        else:
+            key_bytes = table.key(key)
+        return [(None, key_bytes, value)]
 
     def json_values(self, columns: dict[str, str]) -> JsonValuePlan:
         """What a source needs to render rows itself (see RenderedRow and

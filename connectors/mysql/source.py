@@ -136,15 +136,25 @@ class PacketReader:
         self.buf = b"".join(chunks)
         self.pos = 0
 
-    def packet(self) -> bytes:
-        """The next packet's payload (continuation packets joined)."""
-        buf, pos = self.buf, self.pos
-        if pos + 4 <= len(buf):  # the usual case: the whole packet is buffered already
+    def packets(self) -> list[bytes]:
+        """The payloads of every whole packet already buffered, in order; at least
+        one (read from the socket if none is buffered, a continuation joined)."""
+        buf, pos, size = self.buf, self.pos, len(self.buf)
+        out = []
+        while pos + 4 <= size:
             length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
             end = pos + 4 + length
-            if end <= len(buf) and length < 0xFFFFFF:
-                self.pos = end
-                return buf[pos + 4 : end]
+            if end > size or length == 0xFFFFFF:
+                break
+            out.append(buf[pos + 4 : end])
+            pos = end
+        self.pos = pos
+        if not out:
+            out.append(self.packet())
+        return out
+
+    def packet(self) -> bytes:
+        """The next packet's payload (continuation packets joined)."""
         parts = []
         while True:
             self._need(4)
@@ -565,10 +575,12 @@ class MysqlSource:
                     f"no data or heartbeat from the server for {self._silence_limit:.0f}s"
                 )
             return out
-        handle, packet = self._handle, packets.packet
+        handle = self._handle
         while len(out) < BURST:
-            handle(packet(), out)
-            if packets.pos >= len(packets.buf) and not packets.pending(0):
+            # What one socket read brought (up to 256 kB): a burst may pass BURST by that.
+            for packet in packets.packets():
+                handle(packet, out)
+            if not packets.pending(0):
                 break
         self._last_packet = time.monotonic()
         return out

@@ -446,8 +446,13 @@ def test_rows_the_mysql_decoder_rendered_get_the_general_envelope() -> None:
     tables = {
         "orders": {"id": "int", "total": "decimal(10,2)", "note": "varchar(20)"},
         "lines": {"order_id": "int", "n": "int", "sku": "varchar(8)"},
+        "skus": {"sku": "varchar(8)", "n": "int", "note": "varchar(20)"},
+        "prices": {"total": "decimal(10,2)", "n": "int", "sku": "varchar(8)"},
+        # A type the format does not know: its integers are converted (to text).
+        "odd": {"n": "mystery", "sku": "varchar(8)", "note": "varchar(20)"},
     }
-    keys = {"orders": ("id",), "lines": ("order_id", "n")}
+    keys = {"orders": ("id",), "lines": ("order_id", "n"), "skus": ("sku",), "prices": ("total",),
+            "odd": ("n",)}  # fmt: skip
     blocks = [
         {"connector": "mysql", "server_id": 7, "gtid": "0-7-1", "file": "b.000001"},
         {"connector": "mysql", "server_id": 7, "gtid": "0-7-2", "file": "b.000001"},
@@ -455,20 +460,28 @@ def test_rows_the_mysql_decoder_rendered_get_the_general_envelope() -> None:
     ]
     seen_ops = set()
     # Runs of co-prime lengths: every field changes alone somewhere.
-    for i in range(210):
-        table = ("orders", "lines")[i // 7 % 2]
+    for i in range(525):
+        table = ("orders", "lines", "skus", "prices", "odd")[i // 7 % 5]
         columns = tables[table]
         block = blocks[i // 5 % len(blocks)]
-        after = {"id": i, "total": Decimal(f"{i}.50"), "note": f"n{i} é\""} if table == "orders" \
-            else {"order_id": i // 3, "n": i % 3, "sku": f"s{i}"}  # fmt: skip
+        after = {
+            "orders": {"id": i, "total": Decimal(f"{i}.50"), "note": f"n{i} é\""},
+            "lines": {"order_id": i // 3, "n": i % 3, "sku": f"s{i}"},
+            "skus": {"sku": f"s{i}", "n": i, "note": f"n{i}"},
+            "prices": {"total": Decimal(f"{i}.25"), "n": i, "sku": f"s{i}"},
+            "odd": {"n": i, "sku": f"s{i}", "note": f"n{i}"},
+        }[table]
         key = {k: after[k] for k in keys[table]}
         op = ("insert", "update", "update", "insert", "update")[i % 5]
         before = None
         if op == "update":
-            before = dict(after, note=f"old {i}", total=Decimal(i)) if table == "orders" \
-                else dict(after, sku=f"old {i}")  # fmt: skip
+            before = dict(after, **{
+                "orders": {"note": f"old {i}", "total": Decimal(i)}, "lines": {"sku": f"old {i}"},
+                "skus": {"n": -i}, "prices": {"n": -i}, "odd": {"note": "old"},
+            }[table])  # fmt: skip
             if i % 11 == 2:  # a primary-key change: the general path's three records
-                before[keys[table][0]] = -1
+                first = keys[table][0]
+                before[first] = {"total": Decimal(-1), "sku": "old"}.get(first, -1)
         log_pos = (block["file"], 4 + i // 2 * 100, i % 2)
         made = []
         for fmt, image in ((shortcut, RenderedRow(general._tables.get(columns).row(after))),
