@@ -574,15 +574,15 @@ class DebeziumFormat:
             parts = self._mysql_source_head(change)
             if parts is None:
                 return None
-            table = self._tables.get(columns)
+            layout = self._tables.get(columns)
             # A key of one column no converter touches: its integers are their own JSON.
             single = None
             if change.key and len(change.key) == 1:
                 [name] = change.key
-                if name not in table.converted:
+                if name not in layout.converted:
                     single = (name, "{" + _encode(name) + ":")
             # The file and pos of no event yet: the next check builds `pre`.
-            memo = (source, columns, change.commit_ts, table, *parts, None, None, "", single)
+            memo = (source, columns, change.commit_ts, layout, *parts, None, None, "", single)
         if memo[7] != log_pos[1] or memo[6] != log_pos[0]:
             file, pos, row = log_pos
             if type(file) is not str or type(pos) is not int or type(row) is not int:
