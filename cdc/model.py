@@ -206,5 +206,7 @@ def format_position(pos: Any) -> str:
     if isinstance(pos, int):
         return f"{pos:X}"
     if isinstance(pos, tuple):
+        if len(pos) == 2:  # MySQL's (file, pos): one per transaction
+            return f"{pos[0]}:{pos[1]}"
         return ":".join(map(str, pos))
     return str(pos)

@@ -571,7 +571,7 @@ class DebeziumFormat:
         if memo[0] is not source or memo[1] is not columns or memo[2] != change.commit_ts:
             if change.snapshot or source.get("connector") != "mysql":
                 return None
-            parts = self._mysql_source_head(change)
+            parts = self._mysql_source_text(change)  # (its own memo: by identity)
             if parts is None:
                 return None
             layout = self._tables.get(columns)
@@ -760,34 +760,40 @@ class DebeziumFormat:
         memo = self._mysql_memo
         # The source dict is compared by value (a mapper may have changed it in place).
         if memo[0] == memo_key and memo[1] == extra:
-            head, tail = memo[2], memo[3]
+            return memo[2], memo[3]
+        parts = self._mysql_source_text(change)
+        if parts is not None:
+            self._mysql_memo = (memo_key, dict(extra), *parts)
+        return parts
+
+    def _mysql_source_text(self, change: Change) -> tuple[str, str] | None:
+        """`_mysql_source_head` without its memo."""
+        extra = change.source
+        ts_us = change.commit_ts
+        server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
+        thread, query = extra.get("thread"), extra.get("query")
+        # With the types: 1 and True compare (and hash) equal but encode apart.
+        names = (change.database, change.table, change.snapshot, server_id, thread, query,
+                 type(server_id), type(thread), type(query))  # fmt: skip
+        try:
+            parts = self._mysql_parts.get(names)
+        except TypeError:
+            return None
+        if parts is None:
+            if len(self._mysql_parts) >= self._MAX_CACHED:
+                self._mysql_parts.clear()
+            parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
+        before_ts, before_ts_us, before_gtid, tail = parts
+        gtid_json = encode_basestring(gtid) if type(gtid) is str else _encode_value(gtid)
+        if type(ts_us) is int:  # as the source gives it: its text is its JSON
+            head = (f'{before_ts}{ts_us // 1000}{before_ts_us}{ts_us},"ts_ns":{ts_us * 1000}'
+                    f'{before_gtid}{gtid_json},"file":')  # fmt: skip
         else:
-            ts_us = change.commit_ts
-            server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
-            thread, query = extra.get("thread"), extra.get("query")
-            # With the types: 1 and True compare (and hash) equal but encode apart.
-            names = (*memo_key[1:], server_id, thread, query, type(server_id), type(thread),
-                     type(query))  # fmt: skip
-            try:
-                parts = self._mysql_parts.get(names)
-            except TypeError:
-                return None
-            if parts is None:
-                if len(self._mysql_parts) >= self._MAX_CACHED:
-                    self._mysql_parts.clear()
-                parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
-            before_ts, before_ts_us, before_gtid, tail = parts
-            gtid_json = encode_basestring(gtid) if type(gtid) is str else _encode_value(gtid)
-            if type(ts_us) is int:  # as the source gives it: its text is its JSON
-                head = (f'{before_ts}{ts_us // 1000}{before_ts_us}{ts_us},"ts_ns":{ts_us * 1000}'
-                        f'{before_gtid}{gtid_json},"file":')  # fmt: skip
-            else:
-                head = (
-                    f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}"
-                    f'{_encode_value(ts_us)},"ts_ns":{_encode_value(ts_us * 1000)}'
-                    f'{before_gtid}{gtid_json},"file":'
-                )
-            self._mysql_memo = (memo_key, dict(extra), head, tail)
+            head = (
+                f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}"
+                f'{_encode_value(ts_us)},"ts_ns":{_encode_value(ts_us * 1000)}'
+                f'{before_gtid}{gtid_json},"file":'
+            )
         return head, tail
 
     def _render_schema(self, change: Change) -> list[Record]:

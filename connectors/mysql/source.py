@@ -86,6 +86,7 @@ REPLICA_RELEASE_WAIT = 5.0  # seconds to wait for our own previous connection to
 # One header field (see events.HEADER) for the hot events: timestamp at 1, log_pos at 14.
 _U32_AT = struct.Struct("<I").unpack_from
 _SERVER_SIZE_POS = struct.Struct("<III").unpack_from  # the header's server_id, size, log_pos
+_MARIADB_GTID = ev.MARIADB_GTID.unpack_from
 _TRUNCATE = re.compile(r"^\s*truncate\s+(?:table\s+)?(?:`?([^`.\s]+)`?\s*\.\s*)?`?([^`\s;]+)`?",
                        re.IGNORECASE)  # fmt: skip
 _DDL = re.compile(r"^\s*(alter|create|drop|rename)\s", re.IGNORECASE)
@@ -656,7 +657,7 @@ class MysqlSource:
             return
         if etype == ev.MARIADB_GTID_EVENT:
             server_id, size, log_pos = _SERVER_SIZE_POS(packet, 6)
-            domain, seq, flags = ev.parse_mariadb_gtid(body)
+            seq, domain, flags = _MARIADB_GTID(packet, 20)  # the body starts at 20
             self._begin(log_pos - size)
             self._txn_gtid = f"{domain}-{server_id}-{seq}"
             self._txn_seq = seq

@@ -1,7 +1,7 @@
 import pytest
 
 from cdc.errors import SinkError
-from cdc.model import INSERT, Change
+from cdc.model import INSERT, Change, event_id
 from cdc.render import KeyNamer, TopicNamer
 
 
@@ -37,3 +37,12 @@ def test_key_template_uses_key_columns():
 def test_key_template_that_does_not_fit_names_the_table_and_columns():
     with pytest.raises(SinkError, match=r"public.orders \(key columns: id, region\)"):
         KeyNamer("{sku}", "p")(change())
+
+
+def test_positions_in_event_ids_have_one_text_form():
+    from cdc.model import format_position
+
+    assert format_position(("binlog.000001", 4)) == "binlog.000001:4"
+    assert format_position(("binlog.000001", 4, "0-1-2")) == "binlog.000001:4:0-1-2"
+    assert format_position(0x16B3748) == "16B3748"
+    assert event_id(change(position=("binlog.000002", 900), index=3), 1) == "binlog.000002:900/3/1"
