@@ -483,6 +483,33 @@ class _Table:
         return _encode(out).encode()
 
 
+class _RowText:
+    """The envelope text shared by the rendered rows of one transaction and table
+    (see DebeziumFormat._render_rendered), and by those of one row event."""
+
+    __slots__ = ("source", "columns", "commit_ts", "table", "up_to_file", "after_row",
+                 "int_key", "file", "pos", "up_to_row")  # fmt: skip
+
+    def __init__(self, change: Change, table: _Table, up_to_file: str, after_row: str) -> None:
+        # Kept alive here, their identity cannot be reused by other dicts.
+        self.source, self.columns, self.commit_ts = change.source, change.columns, change.commit_ts
+        self.table = table
+        # The source block up to its file's value, and after its row number.
+        self.up_to_file, self.after_row = up_to_file, after_row
+        # A key of one column no converter touches, whose integers are their own
+        # JSON: (its name, the key's text up to the value).
+        self.int_key: tuple[str, str] | None = None
+        key = change.key
+        if key and len(key) == 1:
+            [name] = key
+            if name not in table.converted:
+                self.int_key = (name, "{" + _encode(name) + ":")
+        # The row event: its file and pos, and the block up to the row number.
+        self.file: str | None = None
+        self.pos: int | None = None
+        self.up_to_row = ""
+
+
 class DebeziumFormat:
     """Debezium JSON envelopes; see the module docstring for the encodings.
 
@@ -516,12 +543,8 @@ class DebeziumFormat:
         self._memo: tuple[Any, str, str] = (None, "", "")
         self._mysql_memo: tuple[Any, dict[str, Any], str, str] = (None, {}, "", "")
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
-        # The last rendered MySQL row (see _render_rendered): its source dict,
-        # columns and commit time; its layout and the source block's text before
-        # the file (see _mysql_source_head) and after the row number; its event's
-        # file and pos, and the block's text up to the row number; its key's one
-        # column and the key's JSON up to the value, where that is an integer's.
-        self._event_memo: tuple[Any, ...] = (None,) * 10
+        # What the last rendered MySQL row's envelope was made from (_render_rendered).
+        self._row_text: _RowText | None = None
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -567,30 +590,22 @@ class DebeziumFormat:
         their identity (kept alive here, so never reused) stands for their content.
         """
         source, columns, log_pos = change.source, change.columns, change.log_pos
-        memo = self._event_memo
-        if memo[0] is not source or memo[1] is not columns or memo[2] != change.commit_ts:
+        memo = self._row_text
+        if (memo is None or memo.source is not source or memo.columns is not columns
+                or memo.commit_ts != change.commit_ts):  # fmt: skip
             if change.snapshot or source.get("connector") != "mysql":
                 return None
             parts = self._mysql_source_text(change)  # (its own memo: by identity)
             if parts is None:
                 return None
-            layout = self._tables.get(columns)
-            # A key of one column no converter touches: its integers are their own JSON.
-            single = None
-            if change.key and len(change.key) == 1:
-                [name] = change.key
-                if name not in layout.converted:
-                    single = (name, "{" + _encode(name) + ":")
-            # The file and pos of no event yet: the next check builds `pre`.
-            memo = (source, columns, change.commit_ts, layout, *parts, None, None, "", single)
-        if memo[7] != log_pos[1] or memo[6] != log_pos[0]:
+            memo = self._row_text = _RowText(change, self._tables.get(columns), *parts)
+        if memo.pos != log_pos[1] or memo.file != log_pos[0]:
             file, pos, row = log_pos
             if type(file) is not str or type(pos) is not int or type(row) is not int:
                 return None
-            pre = f'{memo[4]}{encode_basestring(file)},"pos":{pos},"row":'
-            memo = (*memo[:6], file, pos, pre, memo[9])
-        self._event_memo = memo
-        table: _Table = memo[3]
+            memo.file, memo.pos = file, pos
+            memo.up_to_row = f'{memo.up_to_file}{encode_basestring(file)},"pos":{pos},"row":'
+        table = memo.table
         op = change.op
         key = change.key
         before = change.before
@@ -602,15 +617,15 @@ class DebeziumFormat:
             return None
         now_ns = time.time_ns()
         value = (
-            f'{{"before":{before_json},"after":{change.after},{memo[8]}{log_pos[2]}{memo[5]}}},'
-            f'"transaction":null,"op":"{_OPS[op]}","ts_ms":{now_ns // 1_000_000},'
-            f'"ts_us":{now_ns // 1000},"ts_ns":{now_ns}}}'
+            f'{{"before":{before_json},"after":{change.after},{memo.up_to_row}{log_pos[2]}'
+            f'{memo.after_row}}},"transaction":null,"op":"{_OPS[op]}",'
+            f'"ts_ms":{now_ns // 1_000_000},"ts_us":{now_ns // 1000},"ts_ns":{now_ns}}}'
         ).encode()
-        single = memo[9]
+        int_key = memo.int_key
         if key is None:
             key_bytes = None
-        elif single is not None and len(key) == 1 and type(v := key.get(single[0])) is int:
-            key_bytes = f"{single[1]}{v}}}".encode()
+        elif int_key is not None and len(key) == 1 and type(v := key.get(int_key[0])) is int:
+            key_bytes = f"{int_key[1]}{v}}}".encode()
         else:
             key_bytes = table.key(key)
         return [(None, key_bytes, value)]
