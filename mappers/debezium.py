@@ -464,15 +464,22 @@ class _Table:
             out.update(replaced)
         return _encode(out)
 
+    def int_key_prefix(self, name: str) -> str | None:
+        """'{"<name>":' for a key of this one column, where no converter touches
+        it (its integers are their own JSON); None where one does."""
+        prefix = self.key_prefixes.get(name)
+        if prefix is None and name not in self.converted:
+            prefix = self.key_prefixes[name] = "{" + _encode(name) + ":"
+        return prefix
+
     def key(self, key: dict[str, Any]) -> bytes:
         if len(key) == 1:
             # The usual single integer primary key: no encoder call.
             for name, value in key.items():
-                if type(value) is int and name not in self.converted:
-                    prefix = self.key_prefixes.get(name)
-                    if prefix is None:
-                        prefix = self.key_prefixes[name] = "{" + _encode(name) + ":"
-                    return f"{prefix}{value}}}".encode()
+                if type(value) is int:
+                    prefix = self.int_key_prefix(name)
+                    if prefix is not None:
+                        return f"{prefix}{value}}}".encode()
         if self.converted.isdisjoint(key):  # typical keys: ints, text, uuid
             return _encode(key).encode()
         converters = self.converters
@@ -502,8 +509,9 @@ class _RowText:
         key = change.key
         if key and len(key) == 1:
             [name] = key
-            if name not in table.converted:
-                self.int_key = (name, "{" + _encode(name) + ":")
+            prefix = table.int_key_prefix(name)
+            if prefix is not None:
+                self.int_key = (name, prefix)
         # The row event: its file and pos, and the block up to the row number.
         self.file: str | None = None
         self.pos: int | None = None

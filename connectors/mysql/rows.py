@@ -427,11 +427,6 @@ def decimal_reader(precision: int, scale: int) -> Reader:
     return _decimal(precision, scale, Decimal)
 
 
-def decimal_text_reader(precision: int, scale: int) -> Reader:
-    """DECIMAL as its plain text, exactly `scale` decimals (e.g. '-12.30')."""
-    return _decimal(precision, scale, str)
-
-
 def _big_endian(offset: int, width: int) -> str:
     """Python text of the big-endian unsigned int in data[pos + offset:][:width]:
     byte by byte, cheaper than int.from_bytes on a slice for up to 4 bytes."""

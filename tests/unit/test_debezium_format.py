@@ -494,3 +494,11 @@ def test_rows_the_mysql_decoder_rendered_get_the_general_envelope() -> None:
         assert made[0] == made[1], (i, op)
         seen_ops.add((op, len(made[0])))
     assert seen_ops == {("insert", 1), ("update", 1), ("update", 3)}
+
+
+def test_a_one_column_integer_key_goes_through_its_converter_where_it_has_one():
+    fmt = DebeziumFormat(server_name="dbz")
+    for type_name, want in (("int4", b'{"n":5}'), ("mystery", b'{"n":"5"}')):
+        change = Change("insert", "shop", "public", "t", {"n": 5}, None, {"n": 5},
+                        {"n": type_name}, 10, 1, 1709212455000000, 0)  # fmt: skip
+        assert fmt.render(change)[0][1] == want
