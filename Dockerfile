@@ -1,8 +1,9 @@
 # The CDC daemon. Build: docker build -t cdc .   Run: mount the config at /etc/cdc/config.yaml.
-FROM python:3.11-slim AS build
+# The full image has a C compiler: the wheel carries the C accelerator (setup.py).
+FROM python:3.11 AS build
 WORKDIR /src
 # README.m[d]: the glob lets the build work before the README exists.
-COPY setup.cfg pyproject.toml README.m[d] ./
+COPY setup.cfg setup.py pyproject.toml README.m[d] ./
 COPY cdc ./cdc
 COPY connectors ./connectors
 COPY mappers ./mappers

@@ -143,6 +143,10 @@ class RenderedRow(str):
 # attribute (an int) maps a naive datetime to its count of that many microseconds
 # since 1970-01-01, floored: a source holding a time's fields may compute it itself.
 EPOCH_UNIT = "epoch_unit"
+# A shortcut with this attribute set (True) quotes a numeric text whose first digit
+# (after an optional '-') is 1-9 as it is, and refuses every other text: a source
+# holding a DECIMAL's digits may apply it itself (connectors/mysql/_rowjson.c).
+QUOTES_PLAIN_NUMERIC = "quotes_plain_numeric"
 JsonValues = Callable[
     [dict[str, str]],
     tuple[

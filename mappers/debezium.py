@@ -104,6 +104,7 @@ from cdc.model import (
     EPOCH_UNIT,
     INSERT,
     MESSAGE,
+    QUOTES_PLAIN_NUMERIC,
     READ,
     SCHEMA,
     TRUNCATE,
@@ -393,6 +394,10 @@ def _numeric_text(raw: bytes) -> str | None:
     if 49 <= first <= 57 or (first == 45 and 49 <= raw[1] <= 57):
         return f'"{raw.decode()}"'
     return None
+
+
+# The rule above, as a source may apply it itself (see cdc.model.QUOTES_PLAIN_NUMERIC).
+setattr(_numeric_text, QUOTES_PLAIN_NUMERIC, True)  # noqa: B010
 
 
 def _timestamptz6_text(raw: bytes) -> str | None:

@@ -3,7 +3,8 @@
 # `mysql` system users, and the project's virtualenv (.venv) with `pip install -e .[test]`.
 #
 # Idempotent and fast when everything is present: apt-get runs only when a package
-# is missing, pip only when setup.cfg/pyproject.toml changed since the last install.
+# is missing, pip only when setup.cfg/pyproject.toml/setup.py or the C accelerator's
+# source changed since the last install (or its build is missing).
 # It never starts the machine's PostgreSQL/MariaDB services: the tests start their own
 # throwaway servers.
 #
@@ -95,8 +96,11 @@ ensure_venv() {
 
 ensure_project_installed() {
     local stamp=.venv/.bootstrap-stamp want
-    want=$(cat setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
-    if [[ -f $stamp && $(cat "$stamp") == "$want" ]] && .venv/bin/python -c 'import cdc' 2>/dev/null
+    # The C accelerator (setup.py) is built in place by the editable install: its
+    # source counts too, and a missing build is rebuilt.
+    want=$(cat setup.cfg pyproject.toml setup.py connectors/mysql/_rowjson.c | sha256sum | cut -d' ' -f1)
+    if [[ -f $stamp && $(cat "$stamp") == "$want" ]] \
+        && .venv/bin/python -c 'import cdc, connectors.mysql._rowjson' 2>/dev/null
     then
         return 0
     fi

@@ -69,9 +69,14 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from cdc.errors import DecodeError
-from cdc.model import EPOCH_UNIT, Geometry, JsonValues, RenderedRow
+from cdc.model import EPOCH_UNIT, QUOTES_PLAIN_NUMERIC, Geometry, JsonValues, RenderedRow
 
 from .jsonb import parse_json_binary
+
+try:  # the optional C accelerator of the JSON image readers (setup.py, _rowjson.c)
+    from . import _rowjson as accelerator
+except ImportError:  # installed without a C compiler: the generated readers alone
+    accelerator = None  # type: ignore[assignment]
 
 # -- event and column type codes (MySQL's binlog_event.h / field_types.h) ------
 
@@ -1044,7 +1049,42 @@ def _compile_json(
     ]
     exec("\n".join(lines), env)  # noqa: S102 (generated from column indexes only)
     image: JsonImage = env["image"]
-    return image
+    return _accelerated(columns, key_names, encode, image) or image
+
+
+def _accelerated(
+    columns: list[_JsonColumn],
+    key_names: tuple[str, ...],
+    encode: Callable[[Any], str],
+    image: JsonImage,
+) -> JsonImage | None:
+    """The C reader (_rowjson.Image) of the same images, where the accelerator is
+    built and takes every column of the table; it hands every image it does not
+    take (a NULL, a refused DECIMAL text, an impossible DATETIME) to `image`."""
+    if accelerator is None:
+        return None
+    program = []
+    for k, c in enumerate(columns):
+        prefix = (("{" if k == 0 else ",") + encode(c.name) + ":").encode()
+        is_key = c.name in key_names
+        if c.kind == "int" and c.code is not None:
+            program.append((accelerator.INT, prefix, ord(c.code), 0))
+        elif c.kind == "str" and c.prefix and c.encoding in ("utf-8", "ascii"):
+            if is_key and c.encoding != "utf-8":
+                return None
+            program.append((accelerator.STR, prefix, c.prefix, int(c.encoding == "utf-8")))
+        elif is_key:
+            return None  # keys are integers or text here (a DECIMAL key is a Decimal)
+        elif c.kind == "decimal" and getattr(c.shortcut, QUOTES_PLAIN_NUMERIC, False):
+            program.append((accelerator.DECIMAL, prefix, c.meta >> 8, c.meta & 0xFF))
+        elif c.kind == "epoch":
+            program.append((accelerator.EPOCH, prefix, getattr(c.convert, EPOCH_UNIT), c.meta))
+        else:
+            return None
+    names = [c.name for c in columns]
+    keys = tuple((names.index(name), name) for name in key_names)
+    made: JsonImage = accelerator.Image(tuple(program), keys, RenderedRow, image)
+    return made
 
 
 class TableDecoder:
