@@ -172,6 +172,32 @@ class Commit:
 
 
 @dataclass(slots=True, eq=False)
+class RowRecords:
+    """The Kafka records of one row event, rendered whole by the source.
+
+    One step past `RenderedRow`, for a pipeline without mappers whose only
+    error policy is `fail`: a source that can (MySQL, with the C accelerator)
+    asks the format for the envelope text around a row event's rows (the
+    `debezium` format's `mysql_row_envelope`) and renders every record itself.
+    `change` carries what the pipeline needs of them, as the event's first
+    row would: table, op, position, index (its values are None). `records`
+    holds (key, value) per row in order; where `per_row` is 2 each row's
+    record is followed by its tombstone (a delete's, value None).
+    """
+
+    change: Change
+    records: list[tuple[bytes | None, bytes | None]]
+    per_row: int = 1
+
+
+# What such a format gives a source for each row event (`mysql_row_envelope`): from
+# the event's first change without values, the value text from the source block
+# up to the row number, from after it up to the ts_ms value, and whether deletes
+# get a tombstone; None where the format must see every change itself.
+RowEnvelope = Callable[[Change], "tuple[bytes, bytes, bool] | None"]
+
+
+@dataclass(slots=True, eq=False)
 class Event:
     """A message for the broker.
 

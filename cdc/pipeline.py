@@ -45,7 +45,15 @@ from .deadletter import (
 from .errors import CdcError, MapperError, SinkError, SourceError
 from .jsonenc import dumps, encode, loads_or_text
 from .metrics import PipelineMetrics
-from .model import EVENT_ID_HEADER, Change, Commit, RenderedRow, event_id, format_position
+from .model import (
+    EVENT_ID_HEADER,
+    Change,
+    Commit,
+    RenderedRow,
+    RowRecords,
+    event_id,
+    format_position,
+)
 from .offsets import OffsetStore
 from .render import EventRenderer, Headers, Renderer
 from .sink import KafkaSink
@@ -173,20 +181,23 @@ class Pipeline:
         process = self._process
         counter = 0
         while not stop.is_set():
-            item: Change | Commit | None = None
+            item: Change | Commit | RowRecords | None = None
             timeout = READ_TIMEOUT if checkpointer.idle else IN_FLIGHT_READ_TIMEOUT
             for item in source.read(timeout):
                 if type(item) is Change:
                     process(item)
                     counter += 1
-                    if counter >= SERVICE_EVERY:
-                        counter = 0
-                        self._service(between_bursts=False)
-                        if stop.is_set():
-                            return  # mid-transaction: it stays unconfirmed and is replayed
-                else:
-                    assert type(item) is Commit
+                elif type(item) is Commit:
                     self._commit(item)
+                    continue
+                else:
+                    assert type(item) is RowRecords
+                    counter += self._process_records(item)
+                if counter >= SERVICE_EVERY:
+                    counter = 0
+                    self._service(between_bursts=False)
+                    if stop.is_set():
+                        return  # mid-transaction: it stays unconfirmed and is replayed
             sink.poll(0)
             self._service()
             if item is None and checkpointer.idle:  # all quiet: publish the metrics now
@@ -326,6 +337,36 @@ class Pipeline:
             self._render(change, self.chain.apply(change), self._emit)
         else:
             self._render_change(change, self._emit)
+
+    def _process_records(self, item: RowRecords) -> int:
+        """Produce the records a source rendered whole (a pipeline without mappers
+        whose error policy is `fail`: nothing here can be skipped); how many."""
+        txn = self._txn
+        if txn is None:
+            txn = self._txn = self.checkpointer.begin()
+        change = item.change
+        renderer = self.renderer
+        topic = renderer.topic(change)
+        prefix = renderer.id_prefix(change.position)
+        index = change.index
+        send = self.sink.send
+        callback = txn.on_delivery
+        records = item.records
+        if item.per_row == 1:
+            for key, value in records:
+                send(topic, key, value, [(EVENT_ID_HEADER, f"{prefix}{index}".encode())],
+                     callback)  # fmt: skip
+                txn.pending += 1  # counted once handed over, as in _produce
+                index += 1
+        else:  # each row's record, then its tombstone (event_id(change, 1))
+            for i, (key, value) in enumerate(records):
+                eid = f"{prefix}{index + i // 2}" + ("/1" if i % 2 else "")
+                send(topic, key, value, [(EVENT_ID_HEADER, eid.encode())], callback)
+                txn.pending += 1
+        counts = self.counts
+        counts[0] += len(records) // item.per_row
+        counts[1] += len(records)
+        return len(records)
 
     def _produce(
         self,

@@ -138,18 +138,20 @@ class EventRenderer:
             if keyer is not None and key is not None:
                 key = keyer(item)
             if n == 0:
-                # event_id(item): the position's text is kept between calls, as
-                # every change of a transaction shares it.
-                position = item.position
-                if position != self._id_position or self._id_prefix is None:
-                    self._id_prefix = format_position(position) + "/"
-                    self._id_position = position
-                eid = f"{self._id_prefix}{item.index}".encode()
+                eid = f"{self.id_prefix(item.position)}{item.index}".encode()
             else:
                 eid = event_id(item, n).encode()
             emit(topic or self.topic(item), key, value, [(EVENT_ID_HEADER, eid)], item)
             n += 1
         return n
+
+    def id_prefix(self, position: object) -> str:
+        """The event ids' text before a change's index (see event_id): kept between
+        calls, as every change of a transaction shares its position."""
+        if position != self._id_position or self._id_prefix is None:
+            self._id_prefix = format_position(position) + "/"
+            self._id_position = position
+        return self._id_prefix
 
     def _event_bytes(self, event: Event, origin: Change) -> tuple[bytes | None, bytes | None]:
         key = event.key

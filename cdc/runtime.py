@@ -105,6 +105,11 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
         json_values = getattr(fmt, "json_values", None)
         if json_values is not None and hasattr(source, "json_values"):
             source.json_values = json_values
+        # And where no change can be skipped or dead-lettered (the pipeline keeps
+        # no change per record), let it render whole records (see RowRecords).
+        row_envelope = getattr(fmt, "mysql_row_envelope", None)
+        if row_envelope is not None and p.on_error == "fail" and hasattr(source, "row_envelope"):
+            source.row_envelope = row_envelope
     producer_config = p.sink.producer_config()
     sink = KafkaSink(producer_config)
     store = FileOffsetStore(p.offsets.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .model import Change, Commit
+from .model import Change, Commit, RowRecords
 
 
 class Source(Protocol):
@@ -34,7 +34,7 @@ class Source(Protocol):
 
     def open(self, stored_position: Any | None) -> None: ...
 
-    def read(self, timeout: float) -> Iterable[Change | Commit]: ...
+    def read(self, timeout: float) -> Iterable[Change | Commit | RowRecords]: ...
 
     def ack(self, position: Any) -> None: ...
 

@@ -593,10 +593,11 @@ class DebeziumFormat:
             return [(None, key_bytes, value), (None, key_bytes, None)]
         return [(None, key_bytes, value)]
 
-    def _render_rendered(self, change: Change) -> list[Record] | None:
-        """A MySQL row the decoder rendered (no mapper has seen it): the envelope
-        around it from text made once per row event; None where the general path
-        must decide (a primary-key update, coordinates of unexpected types).
+    def _row_event_text(self, change: Change) -> _RowText | None:
+        """The envelope text around the rows of `change`'s row event (MySQL, no
+        mapper has seen it), made once per transaction and table and once per
+        event; None where the general path must decide (coordinates of
+        unexpected types, a snapshot row, another connector).
 
         No mapper ran, so the source dict and the columns dict are the ones the
         decoder shares by every change of a transaction and of a table version:
@@ -618,6 +619,29 @@ class DebeziumFormat:
                 return None
             memo.file, memo.pos = file, pos
             memo.up_to_row = f'{memo.up_to_file}{encode_basestring(file)},"pos":{pos},"row":'
+        return memo
+
+    def mysql_row_envelope(self, change: Change) -> tuple[bytes, bytes, bool] | None:
+        """What a MySQL source needs to render every record of a row event itself
+        (cdc.model.RowRecords), given the event's first change without values: the
+        value's text from the source block's start up to its row number, from
+        after the row number up to the ts_ms value, and whether deletes get a
+        tombstone. None where the general path must decide."""
+        memo = self._row_event_text(change)
+        if memo is None:
+            return None
+        tail = f'{memo.after_row}}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'
+        return memo.up_to_row.encode(), tail.encode(), self.tombstones
+
+    def _render_rendered(self, change: Change) -> list[Record] | None:
+        """A MySQL row the decoder rendered (no mapper has seen it): the envelope
+        around it from text made once per row event (_row_event_text); None where
+        the general path must decide (a primary-key update, coordinates of
+        unexpected types)."""
+        memo = self._row_event_text(change)
+        if memo is None:
+            return None
+        log_pos = change.log_pos
         table = memo.table
         op = change.op
         key = change.key

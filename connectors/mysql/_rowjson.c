@@ -24,6 +24,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 enum { K_INT = 0, K_STR = 1, K_DECIMAL = 2, K_EPOCH = 3 };
 
@@ -46,8 +47,10 @@ typedef struct {
     Py_ssize_t ncols;
     Py_ssize_t nbitmap;   /* null bitmap bytes */
     Py_ssize_t nkeys;
+    Py_ssize_t *key_cols; /* column index of each key column, in key order */
     Py_ssize_t *slot_of;  /* per column: its place in the key, or -1 */
     PyObject **key_values; /* scratch: the key's values, in key order */
+    Py_ssize_t *key_spans; /* scratch: start and end of each key value's text in buf */
     PyObject *key_names;  /* tuple of str */
     PyObject *prefixes;   /* tuple of bytes: owns the prefix texts */
     int prefixes_ascii;   /* no column name has a non-ASCII character */
@@ -225,22 +228,24 @@ static const int MONTH_DAYS[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30
 
 /* -- one image ------------------------------------------------------------------ */
 
-/* Renders the image at data[pos] into self->buf. Returns the text's length and
- * sets *next; -1 with an exception set on an error; -2 where the image must go
- * to the fallback. */
+/* Renders the image at data[pos] into self->buf from offset `o`. Returns the
+ * offset after the text and sets *next; -1 with an exception set on an error;
+ * -2 where the image must go to the fallback. With `nulls`, NULL columns are
+ * written as null (not in a key); without, an image with a NULL goes to the
+ * fallback. Records where each key value's text lies (key_spans). */
 static Py_ssize_t
 render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
-             Py_ssize_t *next, int *ascii)
+             Py_ssize_t o, int nulls, Py_ssize_t *next, int *ascii)
 {
-    Py_ssize_t o = 0;
     int all_ascii = self->prefixes_ascii;
     if (pos < 0 || pos + self->nbitmap > size)
         return -2;
-    /* Images with NULLs (bits past the last column are padding) go to the fallback. */
-    for (Py_ssize_t i = 0; i < self->nbitmap; i++) {
+    const unsigned char *bitmap = data + pos;
+    /* bits past the last column are padding, not NULLs */
+    for (Py_ssize_t i = 0; i < self->nbitmap && !nulls; i++) {
         Py_ssize_t left = self->ncols - 8 * i;
         unsigned mask = left >= 8 ? 0xFF : (1u << left) - 1;
-        if (data[pos + i] & mask)
+        if (bitmap[i] & mask)
             return -2;
     }
     pos += self->nbitmap;
@@ -251,6 +256,16 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
             return -1;
         memcpy(self->buf + o, c->prefix, c->prefix_len);
         o += c->prefix_len;
+        Py_ssize_t slot = self->slot_of[k];
+        if (nulls && bitmap[k >> 3] >> (k & 7) & 1) {
+            if (slot >= 0)
+                return -2; /* a NULL key: the general path decides */
+            memcpy(self->buf + o, "null", 4);
+            o += 4;
+            continue;
+        }
+        if (slot >= 0)
+            self->key_spans[2 * slot] = o;
         switch (c->kind) {
         case K_INT: {
             if (pos + c->width > size)
@@ -374,6 +389,8 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
             break;
         }
         }
+        if (slot >= 0)
+            self->key_spans[2 * slot + 1] = o;
     }
     if (reserve(self, o, 1) < 0)
         return -1;
@@ -457,7 +474,7 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
     Py_ssize_t size = PyBytes_GET_SIZE(data_obj);
     Py_ssize_t next;
     int ascii;
-    Py_ssize_t n = render_image(self, data, size, pos, &next, &ascii);
+    Py_ssize_t n = render_image(self, data, size, pos, 0, 0, &next, &ascii);
     if (n == -1)
         return NULL;
     if (n == -2)
@@ -501,6 +518,194 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
     PyTuple_SET_ITEM(out, 2, next_obj);
     return out;
 }
+
+/* -- whole records ---------------------------------------------------------------- */
+
+/* The key's JSON text from the image just rendered into buf (see key_spans):
+ * '{"a":1,"b":"x"}', as the format writes a key of integers and text. */
+static PyObject *
+key_text(ImageObject *self)
+{
+    Py_ssize_t n = 1;
+    for (Py_ssize_t j = 0; j < self->nkeys; j++) {
+        Column *c = &self->cols[self->key_cols[j]];
+        n += c->prefix_len + self->key_spans[2 * j + 1] - self->key_spans[2 * j];
+    }
+    PyObject *key = PyBytes_FromStringAndSize(NULL, n);
+    if (key == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(key);
+    for (Py_ssize_t j = 0; j < self->nkeys; j++) {
+        Column *c = &self->cols[self->key_cols[j]];
+        /* the column's prefix without its own '{' or ',' */
+        *out++ = j == 0 ? '{' : ',';
+        memcpy(out, c->prefix + 1, c->prefix_len - 1);
+        out += c->prefix_len - 1;
+        Py_ssize_t len = self->key_spans[2 * j + 1] - self->key_spans[2 * j];
+        memcpy(out, self->buf + self->key_spans[2 * j], len);
+        out += len;
+    }
+    *out = '}';
+    return key;
+}
+
+static int
+put_text(ImageObject *self, Py_ssize_t *o, const char *text, Py_ssize_t n)
+{
+    if (reserve(self, *o, n) < 0)
+        return -1;
+    memcpy(self->buf + *o, text, n);
+    *o += n;
+    return 0;
+}
+
+enum { OP_INSERT = 0, OP_UPDATE = 1, OP_DELETE = 2 };
+
+/* records(data, pos, op, head, tail, tombstones) -> [(key, value), ...] or None
+ *
+ * Every row of a row event body (pos: the first image) as the format's Kafka
+ * records: the value '{"before":B,"after":A,' head ROW tail MS ',"ts_us":' US
+ * ',"ts_ns":' NS '}', where head ends the source block up to its row number
+ * and tail goes from after it to "ts_ms":; the key the key columns' JSON
+ * (None without a key); after a delete's record, with `tombstones`, (key, None).
+ * NULLs are written as null. None for the whole event where any image is one
+ * this code does not take, or where an update changes the key: the general
+ * path then decides about every row. */
+static PyObject *
+Image_records(ImageObject *self, PyObject *args)
+{
+    PyObject *data_obj;
+    Py_ssize_t pos;
+    int op, tombstones;
+    const char *head, *tail;
+    Py_ssize_t head_len, tail_len;
+    if (!PyArg_ParseTuple(args, "O!niy#y#p", &PyBytes_Type, &data_obj, &pos, &op, &head,
+                          &head_len, &tail, &tail_len, &tombstones))
+        return NULL;
+    if (op < OP_INSERT || op > OP_DELETE) {
+        PyErr_Format(PyExc_ValueError, "no op %d", op);
+        return NULL;
+    }
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(data_obj);
+    Py_ssize_t size = PyBytes_GET_SIZE(data_obj);
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    PyObject *before_key = NULL;
+    for (Py_ssize_t row = 0; pos < size; row++) {
+        Py_ssize_t o = 0, r;
+        int ascii;
+        if (put_text(self, &o, "{\"before\":", 10) < 0)
+            goto error;
+        if (op == OP_INSERT) {
+            if (put_text(self, &o, "null", 4) < 0)
+                goto error;
+        }
+        else {
+            r = render_image(self, data, size, pos, o, 1, &pos, &ascii);
+            if (r < 0)
+                goto refused;
+            o = r;
+            if (self->nkeys) {
+                before_key = key_text(self);
+                if (before_key == NULL)
+                    goto error;
+            }
+        }
+        if (put_text(self, &o, ",\"after\":", 9) < 0)
+            goto error;
+        if (op == OP_DELETE) {
+            if (put_text(self, &o, "null", 4) < 0)
+                goto error;
+        }
+        else {
+            r = render_image(self, data, size, pos, o, 1, &pos, &ascii);
+            if (r < 0)
+                goto refused;
+            o = r;
+        }
+        PyObject *key = Py_None;
+        if (self->nkeys == 0) {
+            Py_INCREF(key);
+        }
+        else if (op == OP_DELETE) {
+            key = before_key;
+            before_key = NULL;
+        }
+        else {
+            key = key_text(self);
+            if (key == NULL)
+                goto error;
+            if (before_key != NULL) {
+                int same = PyBytes_GET_SIZE(key) == PyBytes_GET_SIZE(before_key) &&
+                           memcmp(PyBytes_AS_STRING(key), PyBytes_AS_STRING(before_key),
+                                  PyBytes_GET_SIZE(key)) == 0;
+                Py_CLEAR(before_key);
+                if (!same) { /* Debezium makes a delete and a create of it */
+                    Py_DECREF(key);
+                    goto refused;
+                }
+            }
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (reserve(self, o, head_len + tail_len + 96) < 0) {
+            Py_DECREF(key);
+            goto error;
+        }
+        char *b = self->buf;
+        b[o++] = ',';
+        memcpy(b + o, head, head_len);
+        o += head_len;
+        o += put_i64(b + o, row);
+        memcpy(b + o, tail, tail_len);
+        o += tail_len;
+        o += put_i64(b + o, ns / 1000000);
+        memcpy(b + o, ",\"ts_us\":", 9);
+        o += 9;
+        o += put_i64(b + o, ns / 1000);
+        memcpy(b + o, ",\"ts_ns\":", 9);
+        o += 9;
+        o += put_i64(b + o, ns);
+        b[o++] = '}';
+        PyObject *value = PyBytes_FromStringAndSize(b, o);
+        PyObject *record = value == NULL ? NULL : PyTuple_Pack(2, key, value);
+        Py_XDECREF(value);
+        if (record == NULL || PyList_Append(out, record) < 0) {
+            Py_XDECREF(record);
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_DECREF(record);
+        if (op == OP_DELETE && tombstones) {
+            record = PyTuple_Pack(2, key, Py_None);
+            if (record == NULL || PyList_Append(out, record) < 0) {
+                Py_XDECREF(record);
+                Py_DECREF(key);
+                goto error;
+            }
+            Py_DECREF(record);
+        }
+        Py_DECREF(key);
+    }
+    return out;
+refused:
+    Py_XDECREF(before_key);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(before_key);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef Image_methods[] = {
+    {"records", (PyCFunction)Image_records, METH_VARARGS,
+     PyDoc_STR("records(data, pos, op, head, tail, tombstones) -> [(key, value), ...] or None;\n"
+               "see the module's source.")},
+    {NULL, NULL, 0, NULL},
+};
 
 /* -- construction ------------------------------------------------------------- */
 
@@ -583,7 +788,9 @@ Image_dealloc(ImageObject *self)
 {
     PyMem_Free(self->cols);
     PyMem_Free(self->slot_of);
+    PyMem_Free(self->key_cols);
     PyMem_Free(self->key_values);
+    PyMem_Free(self->key_spans);
     PyMem_Free(self->buf);
     Py_XDECREF(self->key_names);
     Py_XDECREF(self->prefixes);
@@ -631,9 +838,12 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
     }
     Py_ssize_t nkeys = PyTuple_GET_SIZE(keys);
     self->key_values = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(PyObject *));
+    self->key_spans = PyMem_Calloc(nkeys ? 2 * nkeys : 1, sizeof(Py_ssize_t));
     self->slot_of = PyMem_Calloc(ncols ? ncols : 1, sizeof(Py_ssize_t));
+    self->key_cols = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Py_ssize_t));
     self->key_names = PyTuple_New(nkeys);
-    if (self->key_values == NULL || self->slot_of == NULL || self->key_names == NULL) {
+    if (self->key_values == NULL || self->key_spans == NULL || self->slot_of == NULL ||
+        self->key_cols == NULL || self->key_names == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -656,6 +866,7 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
             return -1;
         }
         self->slot_of[index] = j;
+        self->key_cols[j] = index;
         Py_INCREF(name);
         PyTuple_SET_ITEM(self->key_names, j, name);
     }
@@ -684,6 +895,7 @@ static PyTypeObject ImageType = {
     .tp_init = (initproc)Image_init,
     .tp_dealloc = (destructor)Image_dealloc,
     .tp_call = (ternaryfunc)Image_call,
+    .tp_methods = Image_methods,
 };
 
 static struct PyModuleDef module = {

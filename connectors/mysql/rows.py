@@ -814,7 +814,7 @@ class _Plan:
     """How to read one row image: the present columns, its null-bitmap size, and a
     function compiled for images without NULLs (the common case)."""
 
-    __slots__ = ("columns", "nbytes", "mask", "fast", "json")
+    __slots__ = ("columns", "nbytes", "mask", "fast", "json", "records")
 
     def __init__(self, columns: list[tuple[str, Reader, str | None]]):
         self.columns = tuple((name, read) for name, read, _ in columns)
@@ -823,6 +823,7 @@ class _Plan:
         self.mask = (1 << len(columns)) - 1
         self.fast = _compile(columns)
         self.json: JsonImage | None = None  # see TableDecoder.keyed_rows
+        self.records: Any = None  # the C reader's `records`, where it reads the images
 
 
 def _unpack_run(run: list[tuple[int, str]], env: dict[str, Any], lines: list[str]) -> None:
@@ -1132,6 +1133,8 @@ class TableDecoder:
                 plan.json = _compile_json(
                     [self._json[i] for i in present], self.key_names, self._encode
                 )
+                if accelerator is not None and type(plan.json) is accelerator.Image:
+                    plan.records = plan.json.records
             self._plans[bytes(bitmap)] = plan
         return plan
 
@@ -1179,6 +1182,38 @@ class TableDecoder:
             row, pos = _image(body, pos, new)
             append((before, row, {k: row[k] for k in names} if names else None))
         return out
+
+
+    def records(
+        self, body: bytes, event_type: int, head: bytes, tail: bytes, tombstones: bool,
+        post_header: int = 8,
+    ) -> list[tuple[bytes | None, bytes | None]] | None:
+        """The format's Kafka records of every row of a row event body, rendered by the
+        C reader around the envelope text `head` and `tail` (see _rowjson.c and
+        cdc.model.RowRecords); None where it cannot (the accelerator is not built, a
+        column it does not read, partial images, any image it does not take, a key
+        update): the caller then decodes the event with keyed_rows()."""
+        pos = post_header
+        if event_type in V2_EVENTS:
+            pos += body[pos] | body[pos + 1] << 8
+        count, pos = _lenenc(body, pos)
+        nbytes = (count + 7) // 8
+        plan = self._plan(body[pos : pos + nbytes])
+        pos += nbytes
+        if event_type in UPDATE_EVENTS:
+            if self._plan(body[pos : pos + nbytes]) is not plan:
+                return None
+            pos += nbytes
+            op = 1
+        else:
+            op = 2 if event_type in DELETE_EVENTS else 0
+        records = plan.records
+        if records is None:
+            return None
+        made: list[tuple[bytes | None, bytes | None]] | None = records(
+            body, pos, op, head, tail, tombstones
+        )
+        return made
 
 
 def _image(data: bytes, pos: int, plan: _Plan) -> tuple[dict[str, Any], int]:

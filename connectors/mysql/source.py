@@ -61,7 +61,18 @@ from cdc.errors import (
     SourceError,
     SourceSetupError,
 )
-from cdc.model import DELETE, INSERT, SCHEMA, TRUNCATE, UPDATE, Change, Commit, JsonValues
+from cdc.model import (
+    DELETE,
+    INSERT,
+    SCHEMA,
+    TRUNCATE,
+    UPDATE,
+    Change,
+    Commit,
+    JsonValues,
+    RowEnvelope,
+    RowRecords,
+)
 from cdc.source import snapshot_owed
 
 from . import events as ev
@@ -77,6 +88,9 @@ from .rows import (
     RowsDecoder,
 )
 from .snapshot import SnapshotPosition, TableSnapshot, describe_tables
+
+# What read() gives: changes, whole row-event records, transaction ends.
+Item = Change | Commit | RowRecords
 
 log = logging.getLogger("cdc.mysql")
 
@@ -206,6 +220,10 @@ class MysqlSource:
         # Set (before open) by a pipeline without mappers whose format can take
         # rows rendered by the decoder: see RenderedRow.
         self.json_values: JsonValues | None = None
+        # Set (before open) by a pipeline without mappers whose error policy is
+        # `fail` and whose format can give the envelope text around a row event's
+        # rows: whole records rendered here (see RowRecords).
+        self.row_envelope: RowEnvelope | None = None
         self._file = ""
         self._last_packet = time.monotonic()
         self._silence_limit = max(3 * config.heartbeat_interval, 30.0)
@@ -226,7 +244,7 @@ class MysqlSource:
         self._gtid_text = ""  # the GTID state as text, as of the last commit
         self._mysql_gtids: Any = None  # MySQL: pymysqlreplication GtidSet
         self._acked: Any = None
-        self._pending: list[Change | Commit] = []  # decoded during open(), given by read()
+        self._pending: list[Item] = []  # decoded during open(), given by read()
         # The snapshot (snapshot: initial | always | initial_only), read before streaming.
         self._snapshot: TableSnapshot | None = None
         self._snapshot_rows: Iterator[Change] | None = None
@@ -561,7 +579,7 @@ class MysqlSource:
 
     # -- streaming ------------------------------------------------------------------
 
-    def read(self, timeout: float) -> Sequence[Change | Commit]:
+    def read(self, timeout: float) -> Sequence[Item]:
         if self._snapshot_rows is not None:
             return self._read_snapshot()
         packets = self._packets
@@ -586,12 +604,12 @@ class MysqlSource:
         self._last_packet = time.monotonic()
         return out
 
-    def _read_snapshot(self) -> list[Change | Commit]:
+    def _read_snapshot(self) -> list[Item]:
         """The next burst of snapshot rows; after the last, the Commit whose position
         is the snapshot's binlog position, then streaming starts there."""
         rows, snapshot = self._snapshot_rows, self._snapshot
         assert rows is not None and snapshot is not None
-        out: list[Change | Commit] = []
+        out: list[Item] = []
         append = out.append
         for change in rows:
             append(change)
@@ -612,7 +630,7 @@ class MysqlSource:
             self._start_streaming()
         return out
 
-    def _handle(self, packet: bytes, out: list[Change | Commit]) -> None:
+    def _handle(self, packet: bytes, out: list[Item]) -> None:
         first = packet[0]
         if first != 0:
             if first == 0xFF:
@@ -697,7 +715,7 @@ class MysqlSource:
             # Between transactions: binlog checkpoints, GTID lists, format descriptions.
             self._idle_end = header.log_pos
 
-    def _idle(self, file: str, pos: int, out: list[Change | Commit]) -> None:
+    def _idle(self, file: str, pos: int, out: list[Item]) -> None:
         """Nothing open and the server is at `file`:`pos`: a Commit there, if it is ahead
         of the last one (binlog file names sort in creation order)."""
         if self._txn_open:
@@ -729,7 +747,7 @@ class MysqlSource:
         return block
 
     def _rows(self, packet: bytes, etype: int, body: bytes, table: Any,
-              out: list[Change | Commit]) -> None:  # fmt: skip
+              out: list[Item]) -> None:  # fmt: skip
         timestamp, _, server_id, size, log_pos, _ = ev.HEADER.unpack_from(packet, 1)
         start = log_pos - size
         if not self._txn_open:  # a server without GTID/BEGIN events: the rows start it
@@ -744,6 +762,10 @@ class MysqlSource:
         file = self._file
         index = self._index
         append = out.append
+        if self.row_envelope is not None and self._records(
+            op, table, etype, body, position, txid, ts, index, (file, start, 0), source, out
+        ):
+            return
         try:
             rows = table.keyed_rows(body, etype)
         except (IndexError, struct.error) as e:  # an image shorter than its columns
@@ -758,7 +780,7 @@ class MysqlSource:
             index += 1
         self._index = index
 
-    def _query(self, header: ev.Header, body: bytes, out: list[Change | Commit]) -> None:
+    def _query(self, header: ev.Header, body: bytes, out: list[Item]) -> None:
         default_schema, sql = ev.parse_query(body)
         word = " ".join(sql[:40].split()).upper()
         if word.startswith("XA "):
@@ -802,7 +824,7 @@ class MysqlSource:
             self._commit(header.log_pos, header.timestamp, out)
 
     def _schema_change(self, header: ev.Header, default_schema: str, sql: str, ddl: Ddl,
-                       out: list[Change | Commit]) -> None:  # fmt: skip
+                       out: list[Item]) -> None:  # fmt: skip
         """One op "schema" change per captured table the statement names (one for a
         captured database, for a database-level statement)."""
         lower = self._lower_names
@@ -837,7 +859,30 @@ class MysqlSource:
             return False
         return self._tables is None or any(schema == db for schema, _ in self._tables)
 
-    def _commit(self, log_pos: int, timestamp: int, out: list[Change | Commit]) -> None:
+    def _records(self, op: str, table: Any, etype: int, body: bytes, position: Any,
+                 txid: int | None, ts: int, index: int, log_pos: tuple[str, int, int],
+                 source: dict[str, Any], out: list[Any]) -> bool:  # fmt: skip
+        """The row event as whole Kafka records (RowRecords), where the format and
+        the C reader can make them; False where its rows must be decoded."""
+        assert self.row_envelope is not None
+        head = Change(op, table.schema, "", table.table, None, None, None, table.columns,
+                      position, txid, ts, index, (), False, log_pos, source)  # fmt: skip
+        envelope = self.row_envelope(head)
+        if envelope is None:
+            return False
+        text_head, text_tail, tombstones = envelope
+        try:
+            records = table.records(body, etype, text_head, text_tail, tombstones)
+        except (IndexError, struct.error):
+            return False  # the general path reports it
+        if records is None:
+            return False
+        per_row = 2 if tombstones and op == DELETE else 1
+        out.append(RowRecords(head, records, per_row))
+        self._index = index + len(records) // per_row
+        return True
+
+    def _commit(self, log_pos: int, timestamp: int, out: list[Item]) -> None:
         """The transaction ends with the event that ends at `log_pos`."""
         gtid = self._txn_gtid
         if gtid is not None:
