@@ -56,7 +56,7 @@ from .model import (
 )
 from .offsets import OffsetStore
 from .render import EventRenderer, Headers, Renderer
-from .sink import KafkaSink
+from .sink import ANY_PARTITION, KafkaSink
 from .source import Source
 
 log = logging.getLogger("cdc.pipeline")
@@ -349,20 +349,24 @@ class Pipeline:
         topic = renderer.topic(change)
         prefix = renderer.id_prefix(change.position)
         index = change.index
-        send = self.sink.send
+        sink = self.sink
+        produce = sink.producer_produce()
         callback = txn.on_delivery
         records = item.records
-        if item.per_row == 1:
-            for key, value in records:
-                send(topic, key, value, [(EVENT_ID_HEADER, f"{prefix}{index}".encode())],
-                     callback)  # fmt: skip
-                txn.pending += 1  # counted once handed over, as in _produce
-                index += 1
-        else:  # each row's record, then its tombstone (event_id(change, 1))
-            for i, (key, value) in enumerate(records):
+        per_row = item.per_row
+        for i, (key, value) in enumerate(records):
+            if per_row == 1:
+                eid = f"{prefix}{index + i}"
+            else:  # each row's record, then its tombstone (event_id(change, 1))
                 eid = f"{prefix}{index + i // 2}" + ("/1" if i % 2 else "")
-                send(topic, key, value, [(EVENT_ID_HEADER, eid.encode())], callback)
-                txn.pending += 1
+            headers: Headers = [(EVENT_ID_HEADER, eid.encode())]
+            try:  # positional: see cdc.sink.ANY_PARTITION
+                produce(topic, value, key, ANY_PARTITION, callback, None, 0, headers)
+            except (BufferError, KafkaException):
+                # The queue is full (send waits, keeping the source alive), or
+                # the producer refused the message (send raises why).
+                sink.send(topic, key, value, headers, callback)
+            txn.pending += 1  # counted once handed over, as in _produce
         counts = self.counts
         counts[0] += len(records) // item.per_row
         counts[1] += len(records)

@@ -558,6 +558,10 @@ class DebeziumFormat:
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # What the last rendered MySQL row's envelope was made from (_render_rendered).
         self._row_text: _RowText | None = None
+        # The same for whole row events (mysql_row_envelope): source and columns
+        # dicts, commit time, the source block up to the file's value and after
+        # the row number.
+        self._envelope_memo: tuple[Any, Any, Any, str, str] | None = None
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -626,12 +630,28 @@ class DebeziumFormat:
         (cdc.model.RowRecords), given the event's first change without values: the
         value's text from the source block's start up to its row number, from
         after the row number up to the ts_ms value, and whether deletes get a
-        tombstone. None where the general path must decide."""
-        memo = self._row_event_text(change)
-        if memo is None:
+        tombstone. None where the general path must decide.
+
+        Called once per row event: the source block's text is made once per
+        transaction and table, kept while the change's source dict and columns
+        dict are the same objects (see _row_event_text) and its commit time equal.
+        """
+        source, columns, log_pos = change.source, change.columns, change.log_pos
+        memo = self._envelope_memo
+        if (memo is None or memo[0] is not source or memo[1] is not columns
+                or memo[2] != change.commit_ts):  # fmt: skip
+            if change.snapshot or source.get("connector") != "mysql":
+                return None
+            parts = self._mysql_source_text(change)
+            if parts is None:
+                return None
+            memo = self._envelope_memo = (source, columns, change.commit_ts, *parts)
+        file, pos = log_pos[0], log_pos[1]
+        if type(file) is not str or type(pos) is not int:
             return None
-        tail = f'{memo.after_row}}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'
-        return memo.up_to_row.encode(), tail.encode(), self.tombstones
+        head = f'{memo[3]}{encode_basestring(file)},"pos":{pos},"row":'.encode()
+        tail = f'{memo[4]}}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'.encode()
+        return head, tail, self.tombstones
 
     def _render_rendered(self, change: Change) -> list[Record] | None:
         """A MySQL row the decoder rendered (no mapper has seen it): the envelope

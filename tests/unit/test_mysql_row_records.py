@@ -108,6 +108,14 @@ class Sink:
         self.sent.append((topic, key, value, headers))
         callback(None, None)
 
+    def producer_produce(self) -> Any:
+        def produce(topic: str, value: Any, key: Any, partition: int, callback: Any,
+                    on_delivery: None, timestamp: int, headers: Any) -> None:  # fmt: skip
+            assert partition == -1 and on_delivery is None and timestamp == 0
+            self.send(topic, key, value, headers, callback)
+
+        return produce
+
     def poll(self, timeout: float = 0) -> int:
         return 0
 
