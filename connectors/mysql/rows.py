@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import struct
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -76,6 +77,8 @@ from .jsonb import parse_json_binary
 try:  # the optional C accelerator of the JSON image readers (setup.py, _rowjson.c)
     from . import _rowjson as accelerator
 except ImportError:  # installed without a C compiler: the generated readers alone
+    accelerator = None  # type: ignore[assignment]
+if os.environ.get("CDC_PURE_PYTHON"):  # the operator's switch: the same bytes, slower
     accelerator = None  # type: ignore[assignment]
 
 # -- event and column type codes (MySQL's binlog_event.h / field_types.h) ------

@@ -246,3 +246,14 @@ def test_a_decimal_key_keeps_the_generated_reader() -> None:
         c.name, c.collation = f"c{i}", UTF8MB4
     accelerated, _ = _readers(columns, (0,))
     assert type(accelerated) is not rows.accelerator.Image
+
+
+def test_the_operator_can_turn_the_accelerator_off():
+    import subprocess
+    import sys
+
+    code = "import connectors.mysql.rows as r; print(r.accelerator is None)"
+    for env, want in [({"CDC_PURE_PYTHON": "1"}, "True"), ({}, "False")]:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", **env}, check=True)  # fmt: skip
+        assert out.stdout.strip() == want
