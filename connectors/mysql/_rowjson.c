@@ -559,6 +559,22 @@ put_text(ImageObject *self, Py_ssize_t *o, const char *text, Py_ssize_t n)
     return 0;
 }
 
+/* The image at *pos rendered at *o (moving both past it), or null where there
+ * is none: 0, or render_image's -1 (an error) or -2 (not taken). */
+static int
+put_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos,
+          Py_ssize_t *o, int present)
+{
+    if (!present)
+        return put_text(self, o, "null", 4);
+    int ascii;
+    Py_ssize_t end = render_image(self, data, size, *pos, *o, 1, pos, &ascii);
+    if (end < 0)
+        return (int)end;
+    *o = end;
+    return 0;
+}
+
 enum { OP_INSERT = 0, OP_UPDATE = 1, OP_DELETE = 2 };
 
 /* records(data, pos, op, head, tail, tombstones) -> [(key, value), ...] or None
@@ -592,38 +608,24 @@ Image_records(ImageObject *self, PyObject *args)
     if (out == NULL)
         return NULL;
     PyObject *before_key = NULL;
+    int r = 0; /* put_image's answer: -1 an error, -2 an image not taken */
     for (Py_ssize_t row = 0; pos < size; row++) {
-        Py_ssize_t o = 0, r;
-        int ascii;
+        Py_ssize_t o = 0;
         if (put_text(self, &o, "{\"before\":", 10) < 0)
             goto error;
-        if (op == OP_INSERT) {
-            if (put_text(self, &o, "null", 4) < 0)
+        r = put_image(self, data, size, &pos, &o, op != OP_INSERT);
+        if (r < 0)
+            goto fail;
+        if (op != OP_INSERT && self->nkeys) {
+            before_key = key_text(self);
+            if (before_key == NULL)
                 goto error;
-        }
-        else {
-            r = render_image(self, data, size, pos, o, 1, &pos, &ascii);
-            if (r < 0)
-                goto refused;
-            o = r;
-            if (self->nkeys) {
-                before_key = key_text(self);
-                if (before_key == NULL)
-                    goto error;
-            }
         }
         if (put_text(self, &o, ",\"after\":", 9) < 0)
             goto error;
-        if (op == OP_DELETE) {
-            if (put_text(self, &o, "null", 4) < 0)
-                goto error;
-        }
-        else {
-            r = render_image(self, data, size, pos, o, 1, &pos, &ascii);
-            if (r < 0)
-                goto refused;
-            o = r;
-        }
+        r = put_image(self, data, size, &pos, &o, op != OP_DELETE);
+        if (r < 0)
+            goto fail;
         PyObject *key = Py_None;
         if (self->nkeys == 0) {
             Py_INCREF(key);
@@ -643,7 +645,8 @@ Image_records(ImageObject *self, PyObject *args)
                 Py_CLEAR(before_key);
                 if (!same) { /* Debezium makes a delete and a create of it */
                     Py_DECREF(key);
-                    goto refused;
+                    r = -2;
+                    goto fail;
                 }
             }
         }
@@ -690,7 +693,10 @@ Image_records(ImageObject *self, PyObject *args)
         Py_DECREF(key);
     }
     return out;
-refused:
+fail:
+    if (r == -1)
+        goto error;
+    /* not taken: the general path decides about the whole event */
     Py_XDECREF(before_key);
     Py_DECREF(out);
     Py_RETURN_NONE;

@@ -1141,6 +1141,18 @@ class TableDecoder:
             self._plans[bytes(bitmap)] = plan
         return plan
 
+    def _event_start(
+        self, body: bytes, event_type: int, post_header: int
+    ) -> tuple[_Plan, int, int]:
+        """A row event body's plan for its columns-present bitmap, where its first
+        image starts, and the bitmaps' size in bytes."""
+        pos = post_header
+        if event_type in V2_EVENTS:
+            pos += body[pos] | body[pos + 1] << 8
+        count, pos = _lenenc(body, pos)
+        nbytes = (count + 7) // 8
+        return self._plan(body[pos : pos + nbytes]), pos + nbytes, nbytes
+
     def keyed_rows(
         self, body: bytes, event_type: int, post_header: int = 8
     ) -> list[tuple[Row | None, Row | RenderedRow | None, Row | None]]:
@@ -1150,13 +1162,7 @@ class TableDecoder:
         holds no NULL (the common case); `key` holds the primary key's columns
         of the new image (the old one for deletes), None without a primary key.
         """
-        pos = post_header
-        if event_type in V2_EVENTS:
-            pos += body[pos] | body[pos + 1] << 8
-        count, pos = _lenenc(body, pos)
-        nbytes = (count + 7) // 8
-        plan = self._plan(body[pos : pos + nbytes])
-        pos += nbytes
+        plan, pos, nbytes = self._event_start(body, event_type, post_header)
         end = len(body)
         names = self.key_names
         out: list[tuple[Row | None, Row | RenderedRow | None, Row | None]] = []
@@ -1196,13 +1202,7 @@ class TableDecoder:
         cdc.model.RowRecords); None where it cannot (the accelerator is not built, a
         column it does not read, partial images, any image it does not take, a key
         update): the caller then decodes the event with keyed_rows()."""
-        pos = post_header
-        if event_type in V2_EVENTS:
-            pos += body[pos] | body[pos + 1] << 8
-        count, pos = _lenenc(body, pos)
-        nbytes = (count + 7) // 8
-        plan = self._plan(body[pos : pos + nbytes])
-        pos += nbytes
+        plan, pos, nbytes = self._event_start(body, event_type, post_header)
         if event_type in UPDATE_EVENTS:
             if self._plan(body[pos : pos + nbytes]) is not plan:
                 return None
