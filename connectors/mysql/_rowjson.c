@@ -226,6 +226,13 @@ days_from_civil(int y, int m, int d)
 
 static const int MONTH_DAYS[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
+static PyObject *
+not_initialised(void)
+{
+    PyErr_SetString(PyExc_TypeError, "Image.__init__ was not called");
+    return NULL;
+}
+
 /* -- one image ------------------------------------------------------------------ */
 
 /* Renders the image at data[pos] into self->buf from offset `o`. Returns the
@@ -466,6 +473,8 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
 {
     PyObject *data_obj;
     Py_ssize_t pos;
+    if (self->buf == NULL)
+        return not_initialised();
     if (!PyArg_ParseTuple(args, "On", &data_obj, &pos))
         return NULL;
     if (!PyBytes_CheckExact(data_obj))
@@ -595,6 +604,8 @@ Image_records(ImageObject *self, PyObject *args)
     int op, tombstones;
     const char *head, *tail;
     Py_ssize_t head_len, tail_len;
+    if (self->buf == NULL)
+        return not_initialised();
     if (!PyArg_ParseTuple(args, "O!niy#y#p", &PyBytes_Type, &data_obj, &pos, &op, &head,
                           &head_len, &tail, &tail_len, &tombstones))
         return NULL;

@@ -1065,7 +1065,7 @@ def _accelerated(
     """The C reader (_rowjson.Image) of the same images, where the accelerator is
     built and takes every column of the table; it hands every image it does not
     take (a NULL, a refused DECIMAL text, an impossible DATETIME) to `image`."""
-    if accelerator is None:
+    if accelerator is None or not columns:
         return None
     program = []
     for k, c in enumerate(columns):
@@ -1087,7 +1087,10 @@ def _accelerated(
             return None
     names = [c.name for c in columns]
     keys = tuple((names.index(name), name) for name in key_names)
-    made: JsonImage = accelerator.Image(tuple(program), keys, RenderedRow, image)
+    try:
+        made: JsonImage = accelerator.Image(tuple(program), keys, RenderedRow, image)
+    except ValueError:  # metadata servers do not write (DECIMAL scale > 30, ...)
+        return None
     return made
 
 

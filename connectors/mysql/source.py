@@ -236,6 +236,7 @@ class MysqlSource:
         self._txn_domain = 0
         self._txn_source: dict[str, Any] = {}
         self._index = 0
+        self._burst_rows = 0  # rows in this read's RowRecords, beyond one per item
         # Where the last Commit handed out ends, and the end of the last event outside
         # a transaction since (a heartbeat then moves the position there).
         self._last_commit: tuple[str, int] = ("", 0)
@@ -595,7 +596,9 @@ class MysqlSource:
                 )
             return out
         handle = self._handle
-        while len(out) < BURST:
+        # Rows count, not items: a RowRecords item holds every row of its event.
+        self._burst_rows = 0
+        while len(out) + self._burst_rows < BURST:
             # What one socket read brought (up to 256 kB): a burst may pass BURST by that.
             for packet in packets.packets():
                 handle(packet, out)
@@ -879,7 +882,9 @@ class MysqlSource:
             return False
         per_row = 2 if tombstones and op == DELETE else 1
         out.append(RowRecords(head, records, per_row))
-        self._index = index + len(records) // per_row
+        rows = len(records) // per_row
+        self._index = index + rows
+        self._burst_rows += rows - 1  # the item itself counts one
         return True
 
     def _commit(self, log_pos: int, timestamp: int, out: list[Item]) -> None:

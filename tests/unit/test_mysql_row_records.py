@@ -200,3 +200,32 @@ def test_v2_events_and_the_every_type_table() -> None:
         assert [type(i) for i in items] == [RowRecords if whole else Change, Change, Change]
         assert [getattr(i, "index", None) if type(i) is Change else i.change.index
                 for i in items] == [0, 1, 2]  # fmt: skip
+
+
+def test_a_burst_counts_rows_not_row_events():
+    # Whole records hold every row of their event: a read() stops near BURST rows
+    # (as with Changes), not BURST events, so bulk inserts cannot pile up in memory.
+    from connectors.mysql.source import BURST
+
+    fmt = DebeziumFormat()
+    src, log = source(), Binlog()
+    src.json_values = fmt.json_values
+    src.row_envelope = fmt.mysql_row_envelope
+    src._decoder = RowsDecoder(is_mariadb=True, json_values=fmt.json_values)
+    src._decoder._by_id[TABLE_ID] = _table(fmt, (0,))
+    event = log.packet(WRITE_ROWS_V1, _body([_image(i) for i in range(100)]))
+    packets = [log.packet(ev.MARIADB_GTID_EVENT, mariadb_gtid(5))] + [event] * (BURST // 10)
+
+    class Packets:
+        def pending(self, timeout: float) -> bool:
+            return bool(packets)
+
+        def packets(self) -> list[bytes]:
+            taken = packets[:5]
+            del packets[:5]
+            return taken
+
+    src._packets = Packets()  # type: ignore[assignment]
+    out = src.read(0.1)
+    rows_read = sum(len(i.records) for i in out if type(i) is RowRecords)
+    assert BURST <= rows_read < BURST + 5 * 100 and packets

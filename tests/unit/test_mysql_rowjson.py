@@ -257,3 +257,45 @@ def test_the_operator_can_turn_the_accelerator_off():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env={"PATH": "/usr/bin:/bin", **env}, check=True)  # fmt: skip
         assert out.stdout.strip() == want
+
+
+def test_out_of_memory_is_a_memory_error_not_a_fallback():
+    # An allocation failing while a record is rendered raises MemoryError; it is
+    # never taken for "image not taken" (None with an exception set).
+    _testcapi = pytest.importorskip("_testcapi")
+    from cdc.model import RenderedRow
+
+    acc = rows.accelerator
+    text = b"\x01" * 60000  # escaped to 6 bytes each: the buffer must grow
+    data = b"\x00" + len(text).to_bytes(2, "little") + text
+    outcomes = set()
+    for k in range(6):
+        image = acc.Image(((acc.STR, b'{"s":', 2, 1),), (), RenderedRow, lambda d, p: None)
+        _testcapi.set_nomemory(k, k + 1)
+        try:
+            image.records(data, 0, 0, b"H", b"T", False)
+            outcomes.add("rendered")
+        except MemoryError:
+            outcomes.add("MemoryError")
+        finally:
+            _testcapi.remove_mem_hooks()
+    assert outcomes == {"MemoryError", "rendered"}
+
+
+def test_construction_edge_cases():
+    from cdc.model import RenderedRow
+
+    acc = rows.accelerator
+    with pytest.raises(TypeError, match="__init__"):
+        acc.Image.__new__(acc.Image).records(b"x", 0, 0, b"", b"", False)
+    with pytest.raises(ValueError):  # metadata no server writes
+        acc.Image(((acc.DECIMAL, b'{"d":', 40, 31),), (), RenderedRow, lambda d, p: None)
+    # ... and such a table, or one without columns, keeps the generated reader
+    columns = [Column(T_NEWDECIMAL, 40 << 8 | 31, nullable=False)]
+    columns[0].name, columns[0].collation = "d", UTF8MB4
+    fmt = DebeziumFormat()
+    table = TableDecoder(TableMap(1, "db", "t", columns, (), b"generated"), fmt.json_values)
+    assert table._json is not None
+    encode = fmt.json_values(table.columns)[2]
+    assert rows._accelerated(table._json, (), encode, lambda d, p: None) is None
+    assert rows._accelerated([], (), encode, lambda d, p: None) is None
