@@ -1116,8 +1116,13 @@ class TableDecoder:
         }
         self.key_names = tuple(cols[i].name for i in table_map.primary_key)
         self._plans: dict[bytes, _Plan] = {}
+        # Whether records() can render this table's events (known once its full
+        # images' plan is built): False spares the caller asking.
+        self.renders_records: bool | None = None if accelerator is not None else False
         self._json: list[_JsonColumn] | None = None
-        if json_values is not None:
+        if json_values is None:
+            self.renders_records = False
+        else:
             converters, shortcuts, encode = json_values(self.columns)
             self._encode = encode
             self._json = [
@@ -1141,6 +1146,7 @@ class TableDecoder:
                 )
                 if accelerator is not None and type(plan.json) is accelerator.Image:
                     plan.records = plan.json.records
+                self.renders_records = plan.records is not None
             self._plans[bytes(bitmap)] = plan
         return plan
 

@@ -765,9 +765,9 @@ class MysqlSource:
         file = self._file
         index = self._index
         append = out.append
-        if self.row_envelope is not None and self._records(
-            op, table, etype, body, position, txid, ts, index, (file, start, 0), source, out
-        ):
+        if (self.row_envelope is not None and table.renders_records is not False
+                and self._records(op, table, etype, body, position, txid, ts, index,
+                                  (file, start, 0), source, out)):  # fmt: skip
             return
         try:
             rows = table.keyed_rows(body, etype)

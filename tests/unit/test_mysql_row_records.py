@@ -229,3 +229,25 @@ def test_a_burst_counts_rows_not_row_events():
     out = src.read(0.1)
     rows_read = sum(len(i.records) for i in out if type(i) is RowRecords)
     assert BURST <= rows_read < BURST + 5 * 100 and packets
+
+
+def test_tables_the_c_reader_does_not_take_stop_asking_for_the_envelope():
+    # Once a table's full images are known not to render whole, its events go
+    # straight to the general path: no envelope text is made for them.
+    fmt = DebeziumFormat()
+    calls: list[Change] = []
+
+    def envelope(change: Change) -> Any:
+        calls.append(change)
+        return fmt.mysql_row_envelope(change)
+
+    src, log = source(), Binlog()
+    src.json_values = fmt.json_values
+    src.row_envelope = envelope
+    src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"},
+                               json_values=fmt.json_values)  # fmt: skip
+    items: list[Any] = []
+    src._handle(log.packet(TABLE_MAP_EVENT, ALLTYPES_MAP), items)
+    for _ in range(3):
+        src._handle(log.packet(WRITE_ROWS_V1, ALLTYPES_INSERT), items)
+    assert [type(i) for i in items] == [Change] * 3 and len(calls) == 1
