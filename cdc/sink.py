@@ -57,7 +57,7 @@ class KafkaSink:
 
     def start(self) -> None:
         """Create the producer now: it connects to the broker in the background."""
-        _ = self._producer or self.producer
+        _ = self._producer if self._producer is not None else self.producer
 
     def send(
         self,
@@ -67,7 +67,7 @@ class KafkaSink:
         headers: list[tuple[str, str | bytes | None]] | None,
         on_delivery: DeliveryCallback,
     ) -> None:
-        producer = self._producer or self.producer
+        producer = self._producer if self._producer is not None else self.producer
         while True:
             try:
                 # positional: see ANY_PARTITION
@@ -88,7 +88,7 @@ class KafkaSink:
         it raises (BufferError: the queue is full; KafkaException: refused). Call it
         with positional arguments, in the order given at ANY_PARTITION: its keyword
         parsing costs more than the rest of produce() together."""
-        producer: Producer = self._producer or self.producer
+        producer: Producer = self._producer if self._producer is not None else self.producer
         return producer.produce
 
     def poll(self, timeout: float = 0.0) -> int:
