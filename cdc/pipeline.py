@@ -368,7 +368,7 @@ class Pipeline:
                 sink.send(topic, key, value, headers, callback)
             txn.pending += 1  # counted once handed over, as in _produce
         counts = self.counts
-        counts[0] += len(records) // item.per_row
+        counts[0] += len(records) // per_row
         counts[1] += len(records)
         return len(records)
 

@@ -23,7 +23,9 @@ class Source(Protocol):
     the last `read()` has been processed (never in the middle of a burst),
     which lets a source confirm log positions that carried nothing for it.
     `read()` returns a burst: a list, or a lazy iterable (a big transaction
-    read back from disk), consumed before the next `read()`.
+    read back from disk), consumed before the next `read()`. A source given a
+    `row_envelope` by the runtime may give a row event's records whole
+    (`RowRecords`) in place of its changes.
     """
 
     name: str
