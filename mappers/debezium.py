@@ -611,9 +611,7 @@ class DebeziumFormat:
         memo = self._row_text
         if (memo is None or memo.source is not source or memo.columns is not columns
                 or memo.commit_ts != change.commit_ts):  # fmt: skip
-            if change.snapshot or source.get("connector") != "mysql":
-                return None
-            parts = self._mysql_source_text(change)  # (its own memo: by identity)
+            parts = self._row_source_text(change)
             if parts is None:
                 return None
             memo = self._row_text = _RowText(change, self._tables.get(columns), *parts)
@@ -640,9 +638,7 @@ class DebeziumFormat:
         memo = self._envelope_memo
         if (memo is None or memo[0] is not source or memo[1] is not columns
                 or memo[2] != change.commit_ts):  # fmt: skip
-            if change.snapshot or source.get("connector") != "mysql":
-                return None
-            parts = self._mysql_source_text(change)
+            parts = self._row_source_text(change)
             if parts is None:
                 return None
             memo = self._envelope_memo = (source, columns, change.commit_ts, *parts)
@@ -652,6 +648,16 @@ class DebeziumFormat:
         head = f'{memo[3]}{encode_basestring(file)},"pos":{pos},"row":'.encode()
         tail = f'{memo[4]}}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'.encode()
         return head, tail, self.tombstones
+
+    def _row_source_text(self, change: Change) -> tuple[str, str] | None:
+        """The source block's text around a binlog row's file, pos and row (see
+        _mysql_source_text), for the two memos of rows no mapper has seen
+        (_row_event_text: one Change at a time; mysql_row_envelope: whole row
+        events, without a _RowText per transaction); None for a snapshot row or
+        another connector's."""
+        if change.snapshot or change.source.get("connector") != "mysql":
+            return None
+        return self._mysql_source_text(change)
 
     def _render_rendered(self, change: Change) -> list[Record] | None:
         """A MySQL row the decoder rendered (no mapper has seen it): the envelope

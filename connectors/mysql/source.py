@@ -864,7 +864,7 @@ class MysqlSource:
 
     def _records(self, op: str, table: Any, etype: int, body: bytes, position: Any,
                  txid: int | None, ts: int, index: int, log_pos: tuple[str, int, int],
-                 source: dict[str, Any], out: list[Any]) -> bool:  # fmt: skip
+                 source: dict[str, Any], out: list[Item]) -> bool:  # fmt: skip
         """The row event as whole Kafka records (RowRecords), where the format and
         the C reader can make them; False where its rows must be decoded."""
         assert self.row_envelope is not None
