@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "connectors.mysql._rowjson",
-            ["connectors/mysql/_rowjson.c"],
+            ["connectors/mysql/_rowjson.c", "connectors/mysql/_records.c"],
+            depends=["connectors/mysql/_rowjson.h"],
             optional=True,
         )
     ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message
@@ -47,14 +48,17 @@ class Refusal:
 class Txn:
     """Delivery bookkeeping of one source transaction."""
 
-    __slots__ = ("pending", "position", "closed", "commit_ts", "on_delivery",
-                 "on_dead_letter_delivery", "_owner")  # fmt: skip
+    __slots__ = ("pending", "position", "closed", "commit_ts", "earlier_commit_ts",
+                 "on_delivery", "on_dead_letter_delivery", "_owner")  # fmt: skip
 
     def __init__(self, owner: Checkpointer):
         self.pending = 0
         self.position: Any = None
         self.closed = False
         self.commit_ts = 0  # the source's commit time, µs since the epoch (0: unknown)
+        # Where the source handed several whole transactions as one (see
+        # Commit.earlier_commit_ts): the commit times of all but the last.
+        self.earlier_commit_ts: Sequence[int] = ()
         self._owner = owner
         # One bound method per transaction, handed to every produce() call of
         # it: no per-event closure.
@@ -138,9 +142,11 @@ class Checkpointer:
         self._open.append(txn)
         return txn
 
-    def commit(self, txn: Txn, position: Any, commit_ts: int = 0) -> None:
+    def commit(self, txn: Txn, position: Any, commit_ts: int = 0,
+               earlier_commit_ts: Sequence[int] = ()) -> None:  # fmt: skip
         txn.position = position
         txn.commit_ts = commit_ts
+        txn.earlier_commit_ts = earlier_commit_ts
         txn.closed = True
 
     def advance(self) -> Any | None:
@@ -161,6 +167,9 @@ class Checkpointer:
             acked += 1
             if head.commit_ts:
                 latencies.append((now_us - head.commit_ts) / 1e6)
+            if head.earlier_commit_ts:
+                acked += len(head.earlier_commit_ts)
+                latencies.extend([(now_us - ts) / 1e6 for ts in head.earlier_commit_ts if ts])
             if head.position is not None:
                 moved = head.position
         self.acked += acked

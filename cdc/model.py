@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 # Change.op values. Plain strings so mapper authors can compare with literals.
@@ -163,38 +164,76 @@ class Commit:
 
     `position` is what the source must be given back through `ack()` once
     every event of this and all earlier transactions is acknowledged
-    (PostgreSQL: the commit's end LSN).
+    (PostgreSQL: the commit's end LSN). A source that hands several whole
+    transactions at once (MySQL's `RowRecords` of a scan) ends them with one
+    Commit: `earlier_commit_ts` then holds the commit times of all but the last.
     """
 
     position: Any
     txid: int | None = None
     commit_ts: int = 0
+    earlier_commit_ts: Sequence[int] = ()
+
+
+# A Kafka record as a source renders it whole: topic, key, value (None: a
+# tombstone), headers.
+KafkaRecord = tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]]]
 
 
 @dataclass(slots=True, eq=False)
 class RowRecords:
-    """The Kafka records of one row event, rendered whole by the source.
+    """Kafka records the source rendered whole, in order: of one row event, or of
+    whole transactions (then followed by their one `Commit`).
 
     One step past `RenderedRow`, for a pipeline without mappers whose only
-    error policy is `fail`: a source that can (MySQL, with the C accelerator)
-    asks the format for the envelope text around a row event's rows (the
-    `debezium` format's `mysql_row_envelope`) and renders every record itself.
-    `change` carries what the pipeline needs of them, as the event's first
-    row would: table, op, position, index (its values are None). `records`
-    holds (key, value) per row in order; where `per_row` is 2 each row's
-    record is followed by its tombstone (a delete's, value None).
+    error policy is `fail`: nothing but the format looks at the rows and no
+    change can be skipped, so a source that can (MySQL, with the C accelerator)
+    renders every record itself, topic, key, value and event-id header, from
+    the format's templates (see `RecordFormat`). `rows` counts the row changes
+    (a delete's tombstone is a record, not a row).
     """
 
-    change: Change
-    records: list[tuple[bytes | None, bytes | None]]
-    per_row: int = 1
+    records: list[KafkaRecord]
+    rows: int
 
 
-# What such a format gives a source for each row event (`mysql_row_envelope`): from
-# the event's first change without values, the value text from the source block
-# up to the row number, from after it up to the ts_ms value, and whether deletes
-# get a tombstone; None where the format must see every change itself.
-RowEnvelope = Callable[[Change], "tuple[bytes, bytes, bool] | None"]
+class Hole(IntEnum):
+    """The holes of a record template (`RecordFormat`), filled per row by the source."""
+
+    BEFORE = 0  # the old row image as the format's JSON object (null for an insert)
+    AFTER = 1  # the new row image (null for a delete)
+    TS_MS = 2  # the event's time (the source's commit time) in ms, us, ns
+    TS_US = 3
+    TS_NS = 4
+    SERVER_ID = 5  # MySQL: the server that wrote the transaction
+    GTID = 6  # MySQL: the transaction's GTID as JSON text (a string or null)
+    FILE = 7  # MySQL: the binlog file as JSON text
+    POS = 8  # MySQL: the row event's position in the file
+    ROW = 9  # the row's number in its event
+    NOW_MS = 10  # the time of rendering in ms, us, ns
+    NOW_US = 11
+    NOW_NS = 12
+
+
+# A record value as text (bytes) and holes, in order.
+RecordTemplate = tuple["bytes | Hole", ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFormat:
+    """What a source needs to render whole records (`RowRecords`) for a pipeline.
+
+    `template(change)` is the format's value template for the changes of a
+    table and op like `change` (its values are None), or None where the format
+    must see every change itself; `topic(change)` the pipeline's topic for
+    them; `tombstones` whether a delete's record is followed by a tombstone.
+    The records' key is the primary key's columns as a JSON object, and each
+    carries its event id (`event_id`) in the `EVENT_ID_HEADER` header.
+    """
+
+    template: Callable[[Change], RecordTemplate | None]
+    topic: Callable[[Change], str]
+    tombstones: bool
 
 
 @dataclass(slots=True, eq=False)

@@ -324,9 +324,10 @@ class Pipeline:
         txn = self._txn
         if txn is None:
             txn = self.checkpointer.begin()
-        self.checkpointer.commit(txn, commit.position, commit.commit_ts)
+        earlier = commit.earlier_commit_ts
+        self.checkpointer.commit(txn, commit.position, commit.commit_ts, earlier)
         self._txn = None
-        self.counts[2] += 1
+        self.counts[2] += 1 + len(earlier)
 
     def _process(self, change: Change) -> None:
         txn = self._txn
@@ -344,31 +345,21 @@ class Pipeline:
         txn = self._txn
         if txn is None:
             txn = self._txn = self.checkpointer.begin()
-        change = item.change
-        renderer = self.renderer
-        topic = renderer.topic(change)
-        prefix = renderer.id_prefix(change.position)
-        index = change.index
-        sink = self.sink
-        produce = sink.producer_produce()
-        callback = txn.on_delivery
         records = item.records
-        per_row = item.per_row
-        for i, (key, value) in enumerate(records):
-            if per_row == 1:
-                eid = f"{prefix}{index + i}"
-            else:  # each row's record, then its tombstone (event_id(change, 1))
-                eid = f"{prefix}{index + i // 2}" + ("/1" if i % 2 else "")
-            headers: Headers = [(EVENT_ID_HEADER, eid.encode())]
+        # Counted before they are handed over: a report that comes while send()
+        # waits for room in the queue must find them counted.
+        txn.pending += len(records)
+        callback = txn.on_delivery
+        produce = self.sink.producer_produce()
+        for topic, key, value, headers in records:
             try:  # positional: see cdc.sink.ANY_PARTITION
                 produce(topic, value, key, ANY_PARTITION, callback, None, 0, headers)
             except (BufferError, KafkaException):
                 # The queue is full (send waits, keeping the source alive), or
                 # the producer refused the message (send raises why).
-                sink.send(topic, key, value, headers, callback)
-            txn.pending += 1  # counted once handed over, as in _produce
+                self.sink.send(topic, key, value, headers, callback)
         counts = self.counts
-        counts[0] += len(records) // per_row
+        counts[0] += item.rows
         counts[1] += len(records)
         return len(records)
 

@@ -28,8 +28,10 @@ from .config import (
 )
 from .errors import CdcError, ConfigError, ConnectionLost, SinkUnavailable, SlotInUse
 from .metrics import PipelineMetrics, serve
+from .model import RecordFormat
 from .offsets import FileOffsetStore
 from .pipeline import Pipeline
+from .render import TopicNamer
 from .sink import KafkaSink
 
 log = logging.getLogger("cdc")
@@ -107,9 +109,11 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
             source.json_values = json_values
         # And where no change can be skipped or dead-lettered (the pipeline keeps
         # no change per record), let it render whole records (see RowRecords).
-        row_envelope = getattr(fmt, "mysql_row_envelope", None)
-        if row_envelope is not None and p.on_error == "fail" and hasattr(source, "row_envelope"):
-            source.row_envelope = row_envelope
+        template = getattr(fmt, "mysql_record_template", None)
+        if template is not None and p.on_error == "fail" and hasattr(source, "record_format"):
+            source.record_format = RecordFormat(
+                template, TopicNamer(p.sink.topic, p.name), p.sink.tombstones
+            )
     producer_config = p.sink.producer_config()
     sink = KafkaSink(producer_config)
     store = FileOffsetStore(p.offsets.path)

@@ -24,8 +24,9 @@ class Source(Protocol):
     which lets a source confirm log positions that carried nothing for it.
     `read()` returns a burst: a list, or a lazy iterable (a big transaction
     read back from disk), consumed before the next `read()`. A source given a
-    `row_envelope` by the runtime may give a row event's records whole
-    (`RowRecords`) in place of its changes.
+    `record_format` (`RecordFormat`) by the runtime may give the records of
+    row events, or of whole transactions, rendered whole (`RowRecords`) in
+    place of their changes.
     """
 
     name: str

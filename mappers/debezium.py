@@ -111,7 +111,9 @@ from cdc.model import (
     UPDATE,
     Change,
     Geometry,
+    Hole,
     Interval,
+    RecordTemplate,
     RenderedRow,
 )
 from mappers.formats import LayoutCache, Record, array_of, base64_text, split_type_name
@@ -558,10 +560,6 @@ class DebeziumFormat:
         self._mysql_parts: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # What the last rendered MySQL row's envelope was made from (_render_rendered).
         self._row_text: _RowText | None = None
-        # The same for whole row events (mysql_row_envelope): source and columns
-        # dicts, commit time, the source block up to the file's value and after
-        # the row number.
-        self._envelope_memo: tuple[Any, Any, Any, str, str] | None = None
         # The PostgreSQL source block up to its first varying field.
         self._pg_source_head = (
             '"source":{"version":' + _encode(self._version)
@@ -623,38 +621,32 @@ class DebeziumFormat:
             memo.up_to_row = f'{memo.up_to_file}{encode_basestring(file)},"pos":{pos},"row":'
         return memo
 
-    def mysql_row_envelope(self, change: Change) -> tuple[bytes, bytes, bool] | None:
-        """What a MySQL source needs to render every record of a row event itself
-        (cdc.model.RowRecords), given the event's first change without values: the
-        value's text from the source block's start up to its row number, from
-        after the row number up to the ts_ms value, and whether deletes get a
-        tombstone. None where the general path must decide.
-
-        Called once per row event: the source block's text is made once per
-        transaction and table, kept while the change's source dict and columns
-        dict are the same objects (see _row_event_text) and its commit time equal.
-        """
-        source, columns, log_pos = change.source, change.columns, change.log_pos
-        memo = self._envelope_memo
-        if (memo is None or memo[0] is not source or memo[1] is not columns
-                or memo[2] != change.commit_ts):  # fmt: skip
-            parts = self._row_source_text(change)
-            if parts is None:
-                return None
-            memo = self._envelope_memo = (source, columns, change.commit_ts, *parts)
-        file, pos = log_pos[0], log_pos[1]
-        if type(file) is not str or type(pos) is not int:
+    def mysql_record_template(self, change: Change) -> RecordTemplate | None:
+        """The value of every MySQL row change like `change` (same table and op,
+        no mapper has seen it) as a template the source fills in per row
+        (cdc.model.RecordFormat): the same bytes as render() gives, but for the
+        time of rendering. None where the general path must decide (not a
+        binlog row: a snapshot row, another connector's, another op)."""
+        op = _OPS.get(change.op)
+        if (change.op not in (INSERT, UPDATE, DELETE) or change.snapshot
+                or change.source.get("connector") != "mysql"):  # fmt: skip
             return None
-        head = f'{memo[3]}{encode_basestring(file)},"pos":{pos},"row":'.encode()
-        tail = f'{memo[4]}}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'.encode()
-        return head, tail, self.tombstones
+        before_ts, before_ts_us, before_server_id, tail = self._mysql_source_parts(
+            change, change.source
+        )
+        return (
+            b'{"before":', Hole.BEFORE, b',"after":', Hole.AFTER, f",{before_ts}".encode(),
+            Hole.TS_MS, before_ts_us.encode(), Hole.TS_US, b',"ts_ns":', Hole.TS_NS,
+            before_server_id.encode(), Hole.SERVER_ID, b',"gtid":', Hole.GTID, b',"file":',
+            Hole.FILE, b',"pos":', Hole.POS, b',"row":', Hole.ROW,
+            f'{tail}}},"transaction":null,"op":"{op}","ts_ms":'.encode(), Hole.NOW_MS,
+            b',"ts_us":', Hole.NOW_US, b',"ts_ns":', Hole.NOW_NS, b"}",
+        )  # fmt: skip
 
     def _row_source_text(self, change: Change) -> tuple[str, str] | None:
         """The source block's text around a binlog row's file, pos and row (see
-        _mysql_source_text), for the two memos of rows no mapper has seen
-        (_row_event_text: one Change at a time; mysql_row_envelope: whole row
-        events, without a _RowText per transaction); None for a snapshot row or
-        another connector's."""
+        _mysql_source_text), for rows no mapper has seen (_row_event_text); None
+        for a snapshot row or another connector's."""
         if change.snapshot or change.source.get("connector") != "mysql":
             return None
         return self._mysql_source_text(change)
@@ -851,8 +843,8 @@ class DebeziumFormat:
         server_id, gtid = extra.get("server_id", 0), extra.get("gtid")
         thread, query = extra.get("thread"), extra.get("query")
         # With the types: 1 and True compare (and hash) equal but encode apart.
-        names = (change.database, change.table, change.snapshot, server_id, thread, query,
-                 type(server_id), type(thread), type(query))  # fmt: skip
+        names = (change.database, change.table, change.snapshot, thread, query, type(thread),
+                 type(query))  # fmt: skip
         try:
             parts = self._mysql_parts.get(names)
         except TypeError:
@@ -861,16 +853,17 @@ class DebeziumFormat:
             if len(self._mysql_parts) >= self._MAX_CACHED:
                 self._mysql_parts.clear()
             parts = self._mysql_parts[names] = self._mysql_source_parts(change, extra)
-        before_ts, before_ts_us, before_gtid, tail = parts
+        before_ts, before_ts_us, before_server_id, tail = parts
         gtid_json = encode_basestring(gtid) if type(gtid) is str else _encode_value(gtid)
+        server_id_json = str(server_id) if type(server_id) is int else _encode(server_id)
         if type(ts_us) is int:  # as the source gives it: its text is its JSON
             head = (f'{before_ts}{ts_us // 1000}{before_ts_us}{ts_us},"ts_ns":{ts_us * 1000}'
-                    f'{before_gtid}{gtid_json},"file":')  # fmt: skip
+                    f'{before_server_id}{server_id_json},"gtid":{gtid_json},"file":')  # fmt: skip
         else:
             head = (
                 f"{before_ts}{_encode_value(ts_us // 1000)}{before_ts_us}"
                 f'{_encode_value(ts_us)},"ts_ns":{_encode_value(ts_us * 1000)}'
-                f'{before_gtid}{gtid_json},"file":'
+                f'{before_server_id}{server_id_json},"gtid":{gtid_json},"file":'
             )
         return head, tail
 
@@ -901,14 +894,14 @@ class DebeziumFormat:
 
     def _mysql_source_parts(self, change: Change, extra: dict[str, Any]) -> tuple[str, ...]:
         """The MySQL source block's text around its per-transaction fields: before
-        ts_ms, between it and ts_us, after ts_ns up to gtid, after row (see _mysql_source)."""
+        ts_ms, between it and ts_us, after ts_ns up to server_id's value, after
+        row (see _mysql_source)."""
         return (
             f'"source":{{"version":{_encode(self._version)},"connector":"mysql",'
             f'"name":{_encode(self.server_name)},"ts_ms":',
             f',"snapshot":"{"true" if change.snapshot else "false"}",'
             f'"db":{_encode(change.database)},"sequence":null,"ts_us":',
-            f',"table":{_encode(change.table)},"server_id":{_encode(extra.get("server_id", 0))},'
-            '"gtid":',
+            f',"table":{_encode(change.table)},"server_id":',
             f',"thread":{_encode(extra.get("thread"))},"query":{_encode(extra.get("query"))}',
         )
 

@@ -98,7 +98,7 @@ ensure_project_installed() {
     local stamp=.venv/.bootstrap-stamp want
     # The C accelerator (setup.py) is built in place by the editable install: its
     # source counts too, and a missing build is rebuilt.
-    want=$(cat setup.cfg pyproject.toml setup.py connectors/mysql/_rowjson.c | sha256sum | cut -d' ' -f1)
+    want=$(cat setup.cfg pyproject.toml setup.py connectors/mysql/_*.[ch] | sha256sum | cut -d' ' -f1)
     if [[ -f $stamp && $(cat "$stamp") == "$want" ]] \
         && .venv/bin/python -c 'import cdc, connectors.mysql._rowjson' 2>/dev/null
     then

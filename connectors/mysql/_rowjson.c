@@ -18,52 +18,18 @@
  *            decimal mode's shortcut, mappers.debezium._numeric_text)
  *   EPOCH    a: unit (1: microseconds, 1000: milliseconds), b: fsp; a
  *            DATETIME2 as its count of units since 1970-01-01, floored
+ *
+ * Whole Kafka records around these images are made in _records.c.
  */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
 #include <string.h>
-#include <time.h>
 
-enum { K_INT = 0, K_STR = 1, K_DECIMAL = 2, K_EPOCH = 3 };
-
-typedef struct {
-    int kind;
-    int a, b;
-    int width;     /* INT: bytes; STR: length prefix bytes; DECIMAL: packed size */
-    int is_signed; /* INT */
-    int nfrac, mult; /* EPOCH: fraction bytes, multiplier to microseconds */
-    /* DECIMAL: group widths in bytes and digits, integer groups first */
-    int ngroups, nint;
-    int gwidth[16], gdigits[16];
-    const char *prefix;
-    Py_ssize_t prefix_len;
-} Column;
-
-typedef struct {
-    PyObject_HEAD
-    Column *cols;
-    Py_ssize_t ncols;
-    Py_ssize_t nbitmap;   /* null bitmap bytes */
-    Py_ssize_t nkeys;
-    Py_ssize_t *key_cols; /* column index of each key column, in key order */
-    Py_ssize_t *slot_of;  /* per column: its place in the key, or -1 */
-    PyObject **key_values; /* scratch: the key's values, in key order */
-    Py_ssize_t *key_spans; /* scratch: start and end of each key value's text in buf */
-    PyObject *key_names;  /* tuple of str */
-    PyObject *prefixes;   /* tuple of bytes: owns the prefix texts */
-    int prefixes_ascii;   /* no column name has a non-ASCII character */
-    PyObject *rendered;   /* the type to wrap the text in */
-    PyObject *fallback;   /* (data, pos) -> the generated reader's answer */
-    char *buf;
-    Py_ssize_t cap;
-} ImageObject;
+#include "_rowjson.h"
 
 /* -- output buffer ------------------------------------------------------------ */
 
-static int
-reserve(ImageObject *self, Py_ssize_t used, Py_ssize_t more)
+int
+rj_reserve(ImageObject *self, Py_ssize_t used, Py_ssize_t more)
 {
     if (used + more <= self->cap)
         return 0;
@@ -80,8 +46,8 @@ reserve(ImageObject *self, Py_ssize_t used, Py_ssize_t more)
     return 0;
 }
 
-static Py_ssize_t
-put_u64(char *out, uint64_t v)
+Py_ssize_t
+rj_put_u64(char *out, uint64_t v)
 {
     char tmp[20];
     Py_ssize_t n = 0;
@@ -94,14 +60,14 @@ put_u64(char *out, uint64_t v)
     return n;
 }
 
-static Py_ssize_t
-put_i64(char *out, int64_t v)
+Py_ssize_t
+rj_put_i64(char *out, int64_t v)
 {
     if (v < 0) {
         out[0] = '-';
-        return 1 + put_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+        return 1 + rj_put_u64(out + 1, (uint64_t)0 - (uint64_t)v);
     }
-    return put_u64(out, (uint64_t)v);
+    return rj_put_u64(out, (uint64_t)v);
 }
 
 /* `digits` digits of v, zero-padded on the left */
@@ -240,8 +206,8 @@ not_initialised(void)
  * -2 where the image must go to the fallback. With `nulls`, NULL columns are
  * written as null (not in a key); without, an image with a NULL goes to the
  * fallback. Records where each key value's text lies (key_spans). */
-static Py_ssize_t
-render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
+Py_ssize_t
+rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
              Py_ssize_t o, int nulls, Py_ssize_t *next, int *ascii)
 {
     int all_ascii = self->prefixes_ascii;
@@ -259,7 +225,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
     for (Py_ssize_t k = 0; k < self->ncols; k++) {
         Column *c = &self->cols[k];
         /* the longest value text: 64 bytes of digits, or an escaped string */
-        if (reserve(self, o, c->prefix_len + 96) < 0)
+        if (rj_reserve(self, o, c->prefix_len + 96) < 0)
             return -1;
         memcpy(self->buf + o, c->prefix, c->prefix_len);
         o += c->prefix_len;
@@ -283,7 +249,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
                 u = u << 8 | p[i];
             if (c->is_signed && c->width < 8 && (u >> (8 * c->width - 1)) & 1)
                 u |= ~(uint64_t)0 << (8 * c->width);
-            o += c->is_signed ? put_i64(self->buf + o, (int64_t)u) : put_u64(self->buf + o, u);
+            o += c->is_signed ? rj_put_i64(self->buf + o, (int64_t)u) : rj_put_u64(self->buf + o, u);
             pos += c->width;
             break;
         }
@@ -306,7 +272,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
                         return -2;
             }
             all_ascii &= str_ascii;
-            if (reserve(self, o, 6 * n + 2) < 0)
+            if (rj_reserve(self, o, 6 * n + 2) < 0)
                 return -1;
             o += put_json_string(self->buf + o, s, n);
             pos += n;
@@ -341,7 +307,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
                         n += c->gdigits[g];
                     }
                     else if (v) {
-                        n += put_u64(out + n, v);
+                        n += rj_put_u64(out + n, v);
                         started = 1;
                     }
                 }
@@ -391,7 +357,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
             if (us > 999999)
                 return -2;
             int64_t count = c->a == 1 ? seconds * 1000000 + us : seconds * 1000 + us / 1000;
-            o += put_i64(self->buf + o, count);
+            o += rj_put_i64(self->buf + o, count);
             pos += 5 + c->nfrac;
             break;
         }
@@ -399,7 +365,7 @@ render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_s
         if (slot >= 0)
             self->key_spans[2 * slot + 1] = o;
     }
-    if (reserve(self, o, 1) < 0)
+    if (rj_reserve(self, o, 1) < 0)
         return -1;
     self->buf[o++] = '}';
     *next = pos;
@@ -483,7 +449,7 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
     Py_ssize_t size = PyBytes_GET_SIZE(data_obj);
     Py_ssize_t next;
     int ascii;
-    Py_ssize_t n = render_image(self, data, size, pos, 0, 0, &next, &ascii);
+    Py_ssize_t n = rj_render_image(self, data, size, pos, 0, 0, &next, &ascii);
     if (n == -1)
         return NULL;
     if (n == -2)
@@ -528,12 +494,12 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
     return out;
 }
 
-/* -- whole records ---------------------------------------------------------------- */
+/* -- the key of a rendered image -------------------------------------------------- */
 
 /* The key's JSON text from the image just rendered into buf (see key_spans):
  * '{"a":1,"b":"x"}', as the format writes a key of integers and text. */
-static PyObject *
-key_text(ImageObject *self)
+PyObject *
+rj_key_text(ImageObject *self)
 {
     Py_ssize_t n = 1;
     for (Py_ssize_t j = 0; j < self->nkeys; j++) {
@@ -557,172 +523,6 @@ key_text(ImageObject *self)
     *out = '}';
     return key;
 }
-
-static int
-put_text(ImageObject *self, Py_ssize_t *o, const char *text, Py_ssize_t n)
-{
-    if (reserve(self, *o, n) < 0)
-        return -1;
-    memcpy(self->buf + *o, text, n);
-    *o += n;
-    return 0;
-}
-
-/* The image at *pos rendered at *o (moving both past it), or null where there
- * is none: 0, or render_image's -1 (an error) or -2 (not taken). */
-static int
-put_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos,
-          Py_ssize_t *o, int present)
-{
-    if (!present)
-        return put_text(self, o, "null", 4);
-    int ascii;
-    Py_ssize_t end = render_image(self, data, size, *pos, *o, 1, pos, &ascii);
-    if (end < 0)
-        return (int)end;
-    *o = end;
-    return 0;
-}
-
-enum { OP_INSERT = 0, OP_UPDATE = 1, OP_DELETE = 2 };
-
-/* records(data, pos, op, head, tail, tombstones) -> [(key, value), ...] or None
- *
- * Every row of a row event body (pos: the first image) as the format's Kafka
- * records: the value '{"before":B,"after":A,' head ROW tail MS ',"ts_us":' US
- * ',"ts_ns":' NS '}', where head ends the source block up to its row number
- * and tail goes from after it to "ts_ms":; the key the key columns' JSON
- * (None without a key); after a delete's record, with `tombstones`, (key, None).
- * NULLs are written as null. None for the whole event where any image is one
- * this code does not take, or where an update changes the key: the general
- * path then decides about every row. */
-static PyObject *
-Image_records(ImageObject *self, PyObject *args)
-{
-    PyObject *data_obj;
-    Py_ssize_t pos;
-    int op, tombstones;
-    const char *head, *tail;
-    Py_ssize_t head_len, tail_len;
-    if (self->buf == NULL)
-        return not_initialised();
-    if (!PyArg_ParseTuple(args, "O!niy#y#p", &PyBytes_Type, &data_obj, &pos, &op, &head,
-                          &head_len, &tail, &tail_len, &tombstones))
-        return NULL;
-    if (op < OP_INSERT || op > OP_DELETE) {
-        PyErr_Format(PyExc_ValueError, "no op %d", op);
-        return NULL;
-    }
-    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(data_obj);
-    Py_ssize_t size = PyBytes_GET_SIZE(data_obj);
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
-    PyObject *before_key = NULL;
-    int r = 0; /* put_image's answer: -1 an error, -2 an image not taken */
-    for (Py_ssize_t row = 0; pos < size; row++) {
-        Py_ssize_t o = 0;
-        if (put_text(self, &o, "{\"before\":", 10) < 0)
-            goto error;
-        r = put_image(self, data, size, &pos, &o, op != OP_INSERT);
-        if (r < 0)
-            goto fail;
-        if (op != OP_INSERT && self->nkeys) {
-            before_key = key_text(self);
-            if (before_key == NULL)
-                goto error;
-        }
-        if (put_text(self, &o, ",\"after\":", 9) < 0)
-            goto error;
-        r = put_image(self, data, size, &pos, &o, op != OP_DELETE);
-        if (r < 0)
-            goto fail;
-        PyObject *key = Py_None;
-        if (self->nkeys == 0) {
-            Py_INCREF(key);
-        }
-        else if (op == OP_DELETE) {
-            key = before_key;
-            before_key = NULL;
-        }
-        else {
-            key = key_text(self);
-            if (key == NULL)
-                goto error;
-            if (before_key != NULL) {
-                int same = PyBytes_GET_SIZE(key) == PyBytes_GET_SIZE(before_key) &&
-                           memcmp(PyBytes_AS_STRING(key), PyBytes_AS_STRING(before_key),
-                                  PyBytes_GET_SIZE(key)) == 0;
-                Py_CLEAR(before_key);
-                if (!same) { /* Debezium makes a delete and a create of it */
-                    Py_DECREF(key);
-                    r = -2;
-                    goto fail;
-                }
-            }
-        }
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-        if (reserve(self, o, head_len + tail_len + 96) < 0) {
-            Py_DECREF(key);
-            goto error;
-        }
-        char *b = self->buf;
-        b[o++] = ',';
-        memcpy(b + o, head, head_len);
-        o += head_len;
-        o += put_i64(b + o, row);
-        memcpy(b + o, tail, tail_len);
-        o += tail_len;
-        o += put_i64(b + o, ns / 1000000);
-        memcpy(b + o, ",\"ts_us\":", 9);
-        o += 9;
-        o += put_i64(b + o, ns / 1000);
-        memcpy(b + o, ",\"ts_ns\":", 9);
-        o += 9;
-        o += put_i64(b + o, ns);
-        b[o++] = '}';
-        PyObject *value = PyBytes_FromStringAndSize(b, o);
-        PyObject *record = value == NULL ? NULL : PyTuple_Pack(2, key, value);
-        Py_XDECREF(value);
-        if (record == NULL || PyList_Append(out, record) < 0) {
-            Py_XDECREF(record);
-            Py_DECREF(key);
-            goto error;
-        }
-        Py_DECREF(record);
-        if (op == OP_DELETE && tombstones) {
-            record = PyTuple_Pack(2, key, Py_None);
-            if (record == NULL || PyList_Append(out, record) < 0) {
-                Py_XDECREF(record);
-                Py_DECREF(key);
-                goto error;
-            }
-            Py_DECREF(record);
-        }
-        Py_DECREF(key);
-    }
-    return out;
-fail:
-    if (r == -1)
-        goto error;
-    /* not taken: the general path decides about the whole event */
-    Py_XDECREF(before_key);
-    Py_DECREF(out);
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(before_key);
-    Py_DECREF(out);
-    return NULL;
-}
-
-static PyMethodDef Image_methods[] = {
-    {"records", (PyCFunction)Image_records, METH_VARARGS,
-     PyDoc_STR("records(data, pos, op, head, tail, tombstones) -> [(key, value), ...] or None;\n"
-               "see the module's source.")},
-    {NULL, NULL, 0, NULL},
-};
 
 /* -- construction ------------------------------------------------------------- */
 
@@ -900,7 +700,7 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
-static PyTypeObject ImageType = {
+PyTypeObject rj_ImageType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "connectors.mysql._rowjson.Image",
     .tp_doc = PyDoc_STR(
@@ -912,7 +712,6 @@ static PyTypeObject ImageType = {
     .tp_init = (initproc)Image_init,
     .tp_dealloc = (destructor)Image_dealloc,
     .tp_call = (ternaryfunc)Image_call,
-    .tp_methods = Image_methods,
 };
 
 static struct PyModuleDef module = {
@@ -925,20 +724,20 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__rowjson(void)
 {
-    if (PyType_Ready(&ImageType) < 0)
+    if (PyType_Ready(&rj_ImageType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&ImageType);
-    if (PyModule_AddObject(m, "Image", (PyObject *)&ImageType) < 0) {
-        Py_DECREF(&ImageType);
+    Py_INCREF(&rj_ImageType);
+    if (PyModule_AddObject(m, "Image", (PyObject *)&rj_ImageType) < 0) {
+        Py_DECREF(&rj_ImageType);
         Py_DECREF(m);
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "INT", K_INT) < 0 || PyModule_AddIntConstant(m, "STR", K_STR) < 0 ||
         PyModule_AddIntConstant(m, "DECIMAL", K_DECIMAL) < 0 ||
-        PyModule_AddIntConstant(m, "EPOCH", K_EPOCH) < 0) {
+        PyModule_AddIntConstant(m, "EPOCH", K_EPOCH) < 0 || rj_add_records(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

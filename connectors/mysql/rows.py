@@ -817,7 +817,7 @@ class _Plan:
     """How to read one row image: the present columns, its null-bitmap size, and a
     function compiled for images without NULLs (the common case)."""
 
-    __slots__ = ("columns", "nbytes", "mask", "fast", "json", "records")
+    __slots__ = ("columns", "nbytes", "mask", "fast", "json")
 
     def __init__(self, columns: list[tuple[str, Reader, str | None]]):
         self.columns = tuple((name, read) for name, read, _ in columns)
@@ -826,7 +826,6 @@ class _Plan:
         self.mask = (1 << len(columns)) - 1
         self.fast = _compile(columns)
         self.json: JsonImage | None = None  # see TableDecoder.keyed_rows
-        self.records: Any = None  # the C reader's `records`, where it reads the images
 
 
 def _unpack_run(run: list[tuple[int, str]], env: dict[str, Any], lines: list[str]) -> None:
@@ -1116,13 +1115,8 @@ class TableDecoder:
         }
         self.key_names = tuple(cols[i].name for i in table_map.primary_key)
         self._plans: dict[bytes, _Plan] = {}
-        # Whether records() can render this table's events (known once its full
-        # images' plan is built): False spares the caller asking.
-        self.renders_records: bool | None = None if accelerator is not None else False
         self._json: list[_JsonColumn] | None = None
-        if json_values is None:
-            self.renders_records = False
-        else:
+        if json_values is not None:
             converters, shortcuts, encode = json_values(self.columns)
             self._encode = encode
             self._json = [
@@ -1144,11 +1138,18 @@ class TableDecoder:
                 plan.json = _compile_json(
                     [self._json[i] for i in present], self.key_names, self._encode
                 )
-                if accelerator is not None and type(plan.json) is accelerator.Image:
-                    plan.records = plan.json.records
-                self.renders_records = plan.records is not None
             self._plans[bytes(bitmap)] = plan
         return plan
+
+    def full_image(self) -> Any | None:
+        """The C reader (_rowjson.Image) of this table's full row images, where the
+        accelerator is built and reads every column (see cdc.model.RowRecords);
+        None otherwise."""
+        if accelerator is None or self._json is None:
+            return None
+        full = ((1 << len(self.names)) - 1).to_bytes((len(self.names) + 7) // 8, "little")
+        image = self._plan(full).json
+        return image if type(image) is accelerator.Image else None
 
     def _event_start(
         self, body: bytes, event_type: int, post_header: int
@@ -1200,32 +1201,6 @@ class TableDecoder:
             row, pos = _image(body, pos, new)
             append((before, row, {k: row[k] for k in names} if names else None))
         return out
-
-
-    def records(
-        self, body: bytes, event_type: int, head: bytes, tail: bytes, tombstones: bool,
-        post_header: int = 8,
-    ) -> list[tuple[bytes | None, bytes | None]] | None:
-        """The format's Kafka records of every row of a row event body, rendered by the
-        C reader around the envelope text `head` and `tail` (see _rowjson.c and
-        cdc.model.RowRecords); None where it cannot (the accelerator is not built, a
-        column it does not read, partial images, any image it does not take, a key
-        update): the caller then decodes the event with keyed_rows()."""
-        plan, pos, nbytes = self._event_start(body, event_type, post_header)
-        if event_type in UPDATE_EVENTS:
-            if self._plan(body[pos : pos + nbytes]) is not plan:
-                return None
-            pos += nbytes
-            op = 1
-        else:
-            op = 2 if event_type in DELETE_EVENTS else 0
-        records = plan.records
-        if records is None:
-            return None
-        made: list[tuple[bytes | None, bytes | None]] | None = records(
-            body, pos, op, head, tail, tombstones
-        )
-        return made
 
 
 def _image(data: bytes, pos: int, plan: _Plan) -> tuple[dict[str, Any], int]:

@@ -49,6 +49,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -63,6 +64,7 @@ from cdc.errors import (
 )
 from cdc.model import (
     DELETE,
+    EVENT_ID_HEADER,
     INSERT,
     SCHEMA,
     TRUNCATE,
@@ -70,8 +72,9 @@ from cdc.model import (
     Change,
     Commit,
     JsonValues,
-    RowEnvelope,
+    RecordFormat,
     RowRecords,
+    format_position,
 )
 from cdc.source import snapshot_owed
 
@@ -86,6 +89,8 @@ from .rows import (
     UPDATE_EVENTS,
     WRITE_EVENTS,
     RowsDecoder,
+    TableDecoder,
+    accelerator,
 )
 from .snapshot import SnapshotPosition, TableSnapshot, describe_tables
 
@@ -95,6 +100,9 @@ Item = Change | Commit | RowRecords
 log = logging.getLogger("cdc.mysql")
 
 BURST = 5000  # changes handed out per read() at most
+# A transaction whose events span more than this waits for no more bytes to be
+# rendered whole in C (see _read_scanned): the Python path takes it as it comes.
+SCAN_MAX_BYTES = 4 << 20
 SYSTEM_SCHEMAS = frozenset(("mysql", "information_schema", "performance_schema", "sys"))
 REPLICA_RELEASE_WAIT = 5.0  # seconds to wait for our own previous connection to go
 # One header field (see events.HEADER) for the hot events: timestamp at 1, log_pos at 14.
@@ -168,6 +176,30 @@ class PacketReader:
             out.append(self.packet())
         return out
 
+    def next_packet(self) -> bytes | None:
+        """The next packet's payload where it is whole in the buffer (one continued
+        in further packets is read to its end); None where it is not."""
+        buf, pos = self.buf, self.pos
+        if pos + 4 > len(buf):
+            return None
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if length == 0xFFFFFF:
+            return self.packet()
+        end = pos + 4 + length
+        if end > len(buf):
+            return None
+        self.pos = end
+        return buf[pos + 4 : end]
+
+    def fill(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the socket, then add what it has to the buffer;
+        False where nothing came."""
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        if not readable:
+            return False
+        self._need(len(self.buf) - self.pos + 1)
+        return True
+
     def packet(self) -> bytes:
         """The next packet's payload (continuation packets joined)."""
         parts = []
@@ -221,10 +253,14 @@ class MysqlSource:
         # rows rendered by the decoder: see RenderedRow.
         self.json_values: JsonValues | None = None
         # Set (before open) by a pipeline without mappers whose error policy is
-        # `fail` and whose format can give the envelope text around a row event's
-        # rows: whole records rendered here (see RowRecords).
-        self.row_envelope: RowEnvelope | None = None
+        # `fail` and whose format gives record templates: the records of row
+        # events, and of whole MariaDB transactions, rendered here (RowRecords).
+        self.record_format: RecordFormat | None = None
+        self._record_plans: dict[TableDecoder, Any] = {}  # the C RecordPlan, or None
+        self._scanner: Any = None  # whole MariaDB transactions in C (_read_scanned)
         self._file = ""
+        self._file_json = b'""'  # the file's name as JSON text
+        self._id_file = b":"  # format_position's text of a position in the file, before it
         self._last_packet = time.monotonic()
         self._silence_limit = max(3 * config.heartbeat_interval, 30.0)
         # transaction state
@@ -298,7 +334,9 @@ class MysqlSource:
             json_columns=self._json_columns if self.is_mariadb else None,
             json_values=self.json_values,
         )
-        self._file = file
+        if self.record_format is not None and self.is_mariadb and accelerator is not None:
+            self._scanner = accelerator.Scanner(self._checksum)
+        self._set_file(file)
         self._last_commit = (file, pos)
         self._acked = self.start_position = (file, pos, gtid)
         self._stream_from = (file, pos, gtid)
@@ -590,14 +628,14 @@ class MysqlSource:
             return ()
         out, self._pending = self._pending, []
         if not packets.pending(0 if out else timeout):
-            if time.monotonic() - self._last_packet > self._silence_limit:
-                raise ConnectionLost(
-                    f"no data or heartbeat from the server for {self._silence_limit:.0f}s"
-                )
+            self._check_silence()
             return out
-        handle = self._handle
         # Rows count, not items: a RowRecords item holds every row of its event.
         self._burst_rows = 0
+        if self._scanner is not None:
+            self._read_scanned(packets, out, timeout)
+            return out
+        handle = self._handle
         while len(out) + self._burst_rows < BURST:
             # What one socket read brought (up to 256 kB): a burst may pass BURST by that.
             for packet in packets.packets():
@@ -606,6 +644,60 @@ class MysqlSource:
                 break
         self._last_packet = time.monotonic()
         return out
+
+    def _check_silence(self) -> None:
+        if time.monotonic() - self._last_packet > self._silence_limit:
+            raise ConnectionLost(
+                f"no data or heartbeat from the server for {self._silence_limit:.0f}s"
+            )
+
+    def _read_scanned(self, packets: PacketReader, out: list[Item], timeout: float) -> None:
+        """A burst where whole MariaDB transactions are rendered in C (the scanner):
+        between transactions it takes every whole one in the buffer at once
+        (_scan); what it leaves (events between transactions, a transaction of
+        another shape, one too big to wait for) goes packet by packet through
+        _handle, up to that transaction's end."""
+        handle = self._handle
+        while len(out) + self._burst_rows < BURST:
+            if not self._txn_open:
+                stop = self._scan(packets, out)
+                if stop == accelerator.SCAN_FULL:
+                    break
+                if (stop == accelerator.SCAN_INCOMPLETE
+                        and len(packets.buf) - packets.pos < SCAN_MAX_BYTES):  # fmt: skip
+                    # The rest of the transaction is on its way (a server writes it
+                    # whole at commit): read on, without waiting once there is work.
+                    if not packets.fill(0 if out else timeout):
+                        self._check_silence()
+                        return
+                    self._last_packet = time.monotonic()
+                    continue
+            packet = packets.next_packet()
+            if packet is None:
+                if not packets.fill(0):
+                    break
+                continue
+            handle(packet, out)
+        self._last_packet = time.monotonic()
+
+    def _scan(self, packets: PacketReader, out: list[Item]) -> int:
+        """The whole transactions at the buffer's head, rendered by the scanner: their
+        records (RowRecords) and one Commit for them all; why it stopped (SCAN_*)."""
+        pos, stop, records, commit_times, rows, end, seq = self._scanner.scan(
+            packets.buf, packets.pos, self._file_json, self._id_file, self._gtid_state,
+            BURST - len(out) - self._burst_rows,
+        )  # fmt: skip
+        packets.pos = pos
+        if commit_times:
+            if records:
+                out.append(RowRecords(records, rows))
+                self._burst_rows += rows - 1  # the item itself counts one
+            self._gtid_text = self._mariadb_gtid_text()
+            out.append(Commit((self._file, end, self._gtid_text), seq, commit_times[-1],
+                              commit_times[:-1]))  # fmt: skip
+            self._last_commit = (self._file, end)
+            self._idle_end = 0
+        return int(stop)
 
     def _read_snapshot(self) -> list[Item]:
         """The next burst of snapshot rows; after the last, the Commit whose position
@@ -671,7 +763,9 @@ class MysqlSource:
                 self._rows(packet, etype, body, table, out)
             return
         if etype == TABLE_MAP_EVENT:
-            decoder.table_map(body, self._wanted)
+            table = decoder.table_map(body, self._wanted)
+            if self._scanner is not None:
+                self._learn(body, table)
             return
         if etype == ev.XID_EVENT:
             self._commit(_U32_AT(packet, 14)[0], _U32_AT(packet, 1)[0], out)
@@ -694,9 +788,11 @@ class MysqlSource:
             self._query(header, body, out)
         elif etype == ev.ROTATE_EVENT:
             file, pos = ev.parse_rotate(body)
-            self._file = file
+            self._set_file(file)
             self._idle_end = 0
             decoder.forget_ids()
+            if self._scanner is not None:
+                self._scanner.forget()
             # A real rotate (not the one the server sends first on connecting) ends the
             # old file: nothing open is left in it, the position moves to the new one.
             if header.log_pos and not header.flags & ev.ARTIFICIAL_FLAG:
@@ -765,9 +861,9 @@ class MysqlSource:
         file = self._file
         index = self._index
         append = out.append
-        if (self.row_envelope is not None and table.renders_records is not False
-                and self._records(op, table, etype, body, position, txid, ts, index,
-                                  (file, start, 0), source, out)):  # fmt: skip
+        if self.record_format is not None and self._records(
+            op, table, etype, body, timestamp, start, source, out
+        ):
             return
         try:
             rows = table.keyed_rows(body, etype)
@@ -862,41 +958,80 @@ class MysqlSource:
             return False
         return self._tables is None or any(schema == db for schema, _ in self._tables)
 
-    def _records(self, op: str, table: Any, etype: int, body: bytes, position: Any,
-                 txid: int | None, ts: int, index: int, log_pos: tuple[str, int, int],
-                 source: dict[str, Any], out: list[Item]) -> bool:  # fmt: skip
+    def _records(self, op: str, table: TableDecoder, etype: int, body: bytes, timestamp: int,
+                 start: int, source: dict[str, Any], out: list[Item]) -> bool:  # fmt: skip
         """The row event as whole Kafka records (RowRecords), where the format and
         the C reader can make them; False where its rows must be decoded."""
-        assert self.row_envelope is not None
-        head = Change(op, table.schema, "", table.table, None, None, None, table.columns,
-                      position, txid, ts, index, (), False, log_pos, source)  # fmt: skip
-        envelope = self.row_envelope(head)
-        if envelope is None:
+        plan = self._record_plan(table)
+        if plan is None:
             return False
-        text_head, text_tail, tombstones = envelope
-        try:
-            records = table.records(body, etype, text_head, text_tail, tombstones)
-        except (IndexError, struct.error):
-            return False  # the general path reports it
+        gtid = source["gtid"]
+        context = (timestamp, source["server_id"],
+                   b"null" if gtid is None else encode_basestring(gtid).encode(),
+                   self._file_json, start, f"{format_position(self._txn_pos)}/".encode(),
+                   self._index)  # fmt: skip
+        records = plan.render(body, etype, context)
         if records is None:
             return False
-        per_row = 2 if tombstones and op == DELETE else 1
-        out.append(RowRecords(head, records, per_row))
-        rows = len(records) // per_row
-        self._index = index + rows
+        assert self.record_format is not None
+        rows = len(records) // 2 if op == DELETE and self.record_format.tombstones else len(records)
+        out.append(RowRecords(records, rows))
+        self._index += rows
         self._burst_rows += rows - 1  # the item itself counts one
         return True
+
+    def _record_plan(self, table: TableDecoder) -> Any:
+        """How a table version's row events become whole records (the C RecordPlan,
+        made once); None where the format or the C reader cannot make them."""
+        try:
+            return self._record_plans[table]
+        except KeyError:
+            pass
+        spec, plan = self.record_format, None
+        image = table.full_image() if spec is not None else None
+        if spec is not None and image is not None:
+            heads = [Change(op, table.schema, "", table.table, None, None, None, table.columns,
+                            None, None, 0, 0, source={"connector": "mysql"})
+                     for op in (INSERT, UPDATE, DELETE)]  # fmt: skip
+            templates = [t for t in map(spec.template, heads) if t is not None]
+            if len(templates) == len(heads):
+                topics = tuple(spec.topic(head) for head in heads)
+                plan = accelerator.RecordPlan(image, tuple(templates), topics, spec.tombstones,
+                                              EVENT_ID_HEADER)  # fmt: skip
+        self._record_plans[table] = plan
+        return plan
+
+    def _learn(self, body: bytes, table: TableDecoder | None) -> None:
+        """Teach the scanner a TABLE_MAP: the rows of its table rendered by the table's
+        plan, or skipped (a table not captured). A table without a plan is not
+        taught: its transactions stay on the Python path."""
+        if table is None:
+            self._scanner.learn(body[:6], body[6:], None)
+            return
+        plan = self._record_plan(table)
+        if plan is not None:
+            self._scanner.learn(body[:6], body[6:], plan)
+
+    def _set_file(self, file: str) -> None:
+        self._file = file
+        self._file_json = encode_basestring(file).encode()
+        self._id_file = f"{file}:".encode()  # format_position((file, pos)) is "file:pos"
+
+    def _mariadb_gtid_text(self) -> str:
+        """MariaDB's GTID state as text: the last GTID of every domain."""
+        state = self._gtid_state
+        if len(state) == 1:
+            for gtid in state.values():
+                return gtid
+        return ",".join(state[d] for d in sorted(state))
 
     def _commit(self, log_pos: int, timestamp: int, out: list[Item]) -> None:
         """The transaction ends with the event that ends at `log_pos`."""
         gtid = self._txn_gtid
         if gtid is not None:
             if self.is_mariadb:
-                state = self._gtid_state
-                state[self._txn_domain] = gtid
-                self._gtid_text = (
-                    gtid if len(state) == 1 else ",".join(state[d] for d in sorted(state))
-                )
+                self._gtid_state[self._txn_domain] = gtid
+                self._gtid_text = self._mariadb_gtid_text()
             elif self._mysql_gtids is not None:
                 from pymysqlreplication.gtid import Gtid
 

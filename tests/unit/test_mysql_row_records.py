@@ -2,13 +2,14 @@
 pipeline's general path, message for message.
 
 A pipeline without mappers whose error policy is `fail` lets the source render
-every Kafka record of a row event in C, around the envelope text the debezium
-format gives (`mysql_row_envelope`). The same binlog events go through the
-source and a pipeline twice, with and without that, into a capturing sink: the
-topics, keys, values (but for their ts_ms/ts_us/ts_ns, the time of rendering)
-and event-id headers must be the same, for inserts, updates (also of the key),
+every Kafka record of a row event in C, from the templates the debezium format
+gives (`mysql_record_template`). The same binlog events go through the source
+and a pipeline twice, with and without that, into a capturing sink: the topics,
+keys, values (but for their ts_ms/ts_us/ts_ns, the time of rendering) and
+event-id headers must be the same, for inserts, updates (also of the key),
 deletes with and without tombstones, NULLs, composite and text keys, tables
-without a key, and tables the C reader does not take.
+without a key, and tables the C reader does not take. (Whole transactions
+rendered by the scanner: test_mysql_scanner.py.)
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from cdc.model import Change, Commit, RowRecords
+from cdc.model import Change, Commit, RecordFormat, RowRecords
 from cdc.pipeline import Pipeline
+from cdc.render import TopicNamer
 from connectors.mysql import events as ev
 from connectors.mysql import rows
 from connectors.mysql.rows import (
@@ -82,6 +84,10 @@ def _body(images: list[bytes], update: bool = False) -> bytes:
     return body + b"".join(images)
 
 
+def record_format(fmt: DebeziumFormat, topic: str = "{database}.{table}.{op}") -> RecordFormat:
+    return RecordFormat(fmt.mysql_record_template, TopicNamer(topic, "p"), fmt.tombstones)
+
+
 def _events() -> list[tuple[int, bytes]]:
     """A transaction of every kind of row event, as (type, body)."""
     return [
@@ -135,7 +141,7 @@ def _run(events: list[tuple[int, bytes]], key: tuple[int, ...], whole: bool,
     src, log = source(), Binlog()
     src.json_values = fmt.json_values
     if whole:
-        src.row_envelope = fmt.mysql_row_envelope
+        src.record_format = record_format(fmt)
     src._decoder = RowsDecoder(is_mariadb=True, json_values=fmt.json_values)
     src._decoder._by_id[TABLE_ID] = _table(fmt, key)
     items: list[Any] = []
@@ -188,7 +194,7 @@ def test_v2_events_and_the_every_type_table() -> None:
     for whole in (True, False):
         src, log = source(), Binlog()
         src.json_values = fmt.json_values
-        src.row_envelope = fmt.mysql_row_envelope if whole else None
+        src.record_format = record_format(fmt) if whole else None
         src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"},
                                    json_values=fmt.json_values)  # fmt: skip
         src._decoder._by_id[TABLE_ID] = _table(fmt, (0,))
@@ -198,8 +204,11 @@ def test_v2_events_and_the_every_type_table() -> None:
         src._handle(log.packet(WRITE_ROWS_V1, ALLTYPES_INSERT), items)
         src._handle(log.packet(DELETE_ROWS_V1, ALLTYPES_DELETE), items)
         assert [type(i) for i in items] == [RowRecords if whole else Change, Change, Change]
-        assert [getattr(i, "index", None) if type(i) is Change else i.change.index
-                for i in items] == [0, 1, 2]  # fmt: skip
+        assert [i.index for i in items if type(i) is Change] == ([1, 2] if whole else [0, 1, 2])
+        if whole:
+            [(_, _, _, headers)] = items[0].records
+            # no GTID event: the transaction starts at the row event (position 4)
+            assert headers == [("cdc-event-id", b"binlog.000003:4/0")]
 
 
 def test_a_burst_counts_rows_not_row_events():
@@ -210,7 +219,7 @@ def test_a_burst_counts_rows_not_row_events():
     fmt = DebeziumFormat()
     src, log = source(), Binlog()
     src.json_values = fmt.json_values
-    src.row_envelope = fmt.mysql_row_envelope
+    src.record_format = record_format(fmt)
     src._decoder = RowsDecoder(is_mariadb=True, json_values=fmt.json_values)
     src._decoder._by_id[TABLE_ID] = _table(fmt, (0,))
     event = log.packet(WRITE_ROWS_V1, _body([_image(i) for i in range(100)]))
@@ -231,23 +240,32 @@ def test_a_burst_counts_rows_not_row_events():
     assert BURST <= rows_read < BURST + 5 * 100 and packets
 
 
-def test_tables_the_c_reader_does_not_take_stop_asking_for_the_envelope():
-    # Once a table's full images are known not to render whole, its events go
-    # straight to the general path: no envelope text is made for them.
+def test_a_table_version_asks_the_format_once():
+    # The templates of a table version are made once (one per op), when its first
+    # row event comes; a table the C reader does not take never asks: its events
+    # go straight to the general path.
     fmt = DebeziumFormat()
     calls: list[Change] = []
 
-    def envelope(change: Change) -> Any:
+    def template(change: Change) -> Any:
         calls.append(change)
-        return fmt.mysql_row_envelope(change)
+        return fmt.mysql_record_template(change)
 
-    src, log = source(), Binlog()
-    src.json_values = fmt.json_values
-    src.row_envelope = envelope
-    src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"},
-                               json_values=fmt.json_values)  # fmt: skip
-    items: list[Any] = []
-    src._handle(log.packet(TABLE_MAP_EVENT, ALLTYPES_MAP), items)
-    for _ in range(3):
-        src._handle(log.packet(WRITE_ROWS_V1, ALLTYPES_INSERT), items)
-    assert [type(i) for i in items] == [Change] * 3 and len(calls) == 1
+    for table_map, body, wanted in [(ALLTYPES_MAP, ALLTYPES_INSERT, 0), (None, None, 3)]:
+        calls.clear()
+        src, log = source(), Binlog()
+        src.json_values = fmt.json_values
+        src.record_format = RecordFormat(template, TopicNamer("{table}", "p"), True)
+        src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"},
+                                   json_values=fmt.json_values)  # fmt: skip
+        items: list[Any] = []
+        if table_map is None:
+            src._decoder._by_id[TABLE_ID] = _table(fmt, (0,))
+            body = _body([_image(1)])
+        else:
+            src._handle(log.packet(TABLE_MAP_EVENT, table_map), items)
+        for _ in range(3):
+            src._handle(log.packet(WRITE_ROWS_V1, body), items)
+        kind = Change if table_map is not None else RowRecords
+        assert [type(i) for i in items] == [kind] * 3
+        assert [c.op for c in calls] == ["insert", "update", "delete"][:wanted]

@@ -267,13 +267,17 @@ def test_out_of_memory_is_a_memory_error_not_a_fallback():
 
     acc = rows.accelerator
     text = b"\x01" * 60000  # escaped to 6 bytes each: the buffer must grow
-    data = b"\x00" + len(text).to_bytes(2, "little") + text
+    # a WRITE_ROWS_V1 body: table id, flags, 1 column, its bitmap, one image
+    body = b"\0" * 8 + b"\x01\x01" + b"\x00" + len(text).to_bytes(2, "little") + text
+    template = (b"[", acc.HOLE_AFTER, b",", acc.HOLE_NOW_NS, b"]")
+    context = (1, 1, b'"0-1-1"', b'"f"', 4, b"f:4/", 0)
     outcomes = set()
-    for k in range(6):
+    for k in range(12):
         image = acc.Image(((acc.STR, b'{"s":', 2, 1),), (), RenderedRow, lambda d, p: None)
+        plan = acc.RecordPlan(image, (template,) * 3, ("t",) * 3, False, "id")
         _testcapi.set_nomemory(k, k + 1)
         try:
-            image.records(data, 0, 0, b"H", b"T", False)
+            plan.render(body, 23, context)
             outcomes.add("rendered")
         except MemoryError:
             outcomes.add("MemoryError")
@@ -287,7 +291,16 @@ def test_construction_edge_cases():
 
     acc = rows.accelerator
     with pytest.raises(TypeError, match="__init__"):
-        acc.Image.__new__(acc.Image).records(b"x", 0, 0, b"", b"", False)
+        acc.RecordPlan.__new__(acc.RecordPlan).render(b"x", 23, (0, 0, b"", b"", 0, b"", 0))
+    with pytest.raises(TypeError, match="__init__"):
+        acc.Scanner.__new__(acc.Scanner).scan(b"", 0, b"", b"", {}, 1)
+    image = acc.Image(((acc.INT, b'{"i":', ord("b"), 0),), (), RenderedRow, lambda d, p: None)
+    with pytest.raises(TypeError, match="__init__"):
+        acc.RecordPlan(acc.Image.__new__(acc.Image), ((),) * 3, ("t",) * 3, False, "id")
+    with pytest.raises(ValueError, match="hole"):  # a template item that is no hole
+        acc.RecordPlan(image, ((b"x", 99),) * 3, ("t",) * 3, False, "id")
+    with pytest.raises(ValueError, match="per op"):
+        acc.RecordPlan(image, ((),) * 2, ("t",) * 2, False, "id")
     with pytest.raises(ValueError):  # metadata no server writes
         acc.Image(((acc.DECIMAL, b'{"d":', 40, 31),), (), RenderedRow, lambda d, p: None)
     # ... and such a table, or one without columns, keeps the generated reader

@@ -47,7 +47,7 @@ def source(**config: Any) -> MysqlSource:
                             **config)  # fmt: skip
     src = MysqlSource(cfg, name="t")
     src._decoder = RowsDecoder(is_mariadb=True, json_columns=lambda s, t: {"c_json"})
-    src._file = "binlog.000003"
+    src._set_file("binlog.000003")
     src._gtid_state = {0: "0-1-4"}
     src._gtid_text = "0-1-4"
     return src
