@@ -415,7 +415,10 @@ render_event(PlanObject *plan, const Context *ctx, const unsigned char *body, Py
     Py_ssize_t mark = PyList_GET_SIZE(out);
     int64_t row = 0;
     while (pos < size) {
+        Py_ssize_t before = pos;
         int r = render_row(plan, ctx, body, size, &pos, op, row, out);
+        if (r == 0 && pos <= before)
+            r = -2; /* an empty image (no columns): never taken, or this would not end */
         if (r < 0) {
             if (PyList_SetSlice(out, mark, PyList_GET_SIZE(out), NULL) < 0)
                 return -1;
@@ -442,6 +445,10 @@ Plan_render(PlanObject *self, PyObject *args)
                           &server_id, &ctx.gtid, &ctx.gtid_len, &ctx.file, &ctx.file_len, &pos,
                           &ctx.id_prefix, &ctx.id_prefix_len, &index))
         return NULL;
+    if (ts < 0 || ts > 0xFFFFFFFFLL) {
+        PyErr_Format(PyExc_ValueError, "timestamp %lld is not a binlog event's", ts);
+        return NULL;
+    }
     ctx.ts = ts;
     ctx.server_id = server_id;
     ctx.pos = pos;
@@ -470,7 +477,7 @@ Plan_init(PlanObject *self, PyObject *args, PyObject *kwargs)
                                      &PyTuple_Type, &templates, &PyTuple_Type, &topics,
                                      &tombstones, &id_header))
         return -1;
-    if (self->image != NULL) {
+    if (self->templates != NULL) { /* also after a failed attempt: its parts are held */
         PyErr_SetString(PyExc_TypeError, "RecordPlan is initialised once");
         return -1;
     }
@@ -579,7 +586,8 @@ packet_at(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, int checksu
 
 /* What one scan() collects. */
 typedef struct {
-    PyObject *records, *times, *gtid_state;
+    PyObject *records, *times;
+    PyObject *gtids; /* domain -> the last GTID taken: the caller's gtid_state once all went well */
     Py_ssize_t rows;
     int64_t end;
     uint64_t seq;
@@ -595,13 +603,15 @@ typedef struct {
 enum { TAKEN = 0, DECLINED = 1, INCOMPLETE = 2 };
 
 /* Where the transaction whose first event after its GTID is at buf[pos] ends:
- * the offset after its XID event; 0 where the buffer ends first; -1 where a
- * packet before it is one the Python path must read, or the next transaction
- * begins first (one that ends in a COMMIT query). Only packet headers are read. */
+ * the offset after its XID event; 0 where the buffer ends first; -1 at the
+ * first packet the scanner does not take (a query: e.g. the COMMIT that ends a
+ * transaction of a non-transactional engine, which must not wait for an XID
+ * that never comes). Only packet headers are read. */
 static Py_ssize_t
 transaction_end(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, int checksum)
 {
     Packet p;
+    int v2;
     for (;;) {
         int got = packet_at(buf, size, pos, checksum, &p);
         if (got <= 0)
@@ -609,7 +619,7 @@ transaction_end(const unsigned char *buf, Py_ssize_t size, Py_ssize_t pos, int c
         pos = p.next;
         if (p.type == XID_EVENT)
             return pos;
-        if (p.type == MARIADB_GTID_EVENT)
+        if (p.type != TABLE_MAP_EVENT && p.type != ANNOTATE_ROWS_EVENT && event_op(p.type, &v2) < 0)
             return -1;
     }
 }
@@ -728,7 +738,7 @@ take_transaction(ScannerObject *self, const unsigned char *buf, Py_ssize_t size,
     PyObject *state = PyUnicode_FromStringAndSize(gtid_json + 1, gtid_len - 2);
     PyObject *time_us = PyLong_FromLongLong((long long)p.timestamp * 1000000);
     r = domain_obj == NULL || state == NULL || time_us == NULL ||
-                PyDict_SetItem(s->gtid_state, domain_obj, state) < 0 ||
+                PyDict_SetItem(s->gtids, domain_obj, state) < 0 ||
                 PyList_Append(s->times, time_us) < 0
             ? -1
             : TAKEN;
@@ -757,11 +767,12 @@ Scanner_scan(ScannerObject *self, PyObject *args)
 {
     PyObject *buf_obj;
     Py_ssize_t pos, max_rows;
+    PyObject *gtid_state;
     Scan s = {0};
     if (self->tables == NULL)
         return not_initialised("Scanner");
     if (!PyArg_ParseTuple(args, "O!ny#y#O!n", &PyBytes_Type, &buf_obj, &pos, &s.file,
-                          &s.file_len, &s.id_file, &s.id_file_len, &PyDict_Type, &s.gtid_state,
+                          &s.file_len, &s.id_file, &s.id_file_len, &PyDict_Type, &gtid_state,
                           &max_rows))
         return NULL;
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(buf_obj);
@@ -772,7 +783,8 @@ Scanner_scan(ScannerObject *self, PyObject *args)
     }
     s.records = PyList_New(0);
     s.times = PyList_New(0);
-    if (s.records == NULL || s.times == NULL)
+    s.gtids = PyDict_New();
+    if (s.records == NULL || s.times == NULL || s.gtids == NULL)
         goto error;
     int stop;
     for (;;) {
@@ -798,11 +810,20 @@ Scanner_scan(ScannerObject *self, PyObject *args)
             break;
         }
     }
-    return Py_BuildValue("(niNNnLK)", pos, stop, s.records, s.times, s.rows, (long long)s.end,
-                         (unsigned long long)s.seq);
+    PyObject *result = Py_BuildValue("(niOOnLK)", pos, stop, s.records, s.times, s.rows,
+                                     (long long)s.end, (unsigned long long)s.seq);
+    if (result == NULL || PyDict_Update(gtid_state, s.gtids) < 0) { /* the last thing to fail */
+        Py_XDECREF(result);
+        goto error;
+    }
+    Py_DECREF(s.records);
+    Py_DECREF(s.times);
+    Py_DECREF(s.gtids);
+    return result;
 error:
     Py_XDECREF(s.records);
     Py_XDECREF(s.times);
+    Py_XDECREF(s.gtids);
     return NULL;
 }
 
@@ -824,6 +845,8 @@ Scanner_learn(ScannerObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "plan: a RecordPlan or None expected");
         return NULL;
     }
+    if (plan != Py_None && ((PlanObject *)plan)->image == NULL)
+        return not_initialised("RecordPlan");
     PyObject *key = PyLong_FromUnsignedLongLong(le_n((const unsigned char *)id, 6));
     PyObject *entry = key == NULL ? NULL : PyTuple_Pack(2, table_map, plan);
     int r = entry == NULL ? -1 : PyDict_SetItem(self->tables, key, entry);

@@ -211,7 +211,7 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
              Py_ssize_t o, int nulls, Py_ssize_t *next, int *ascii)
 {
     int all_ascii = self->prefixes_ascii;
-    if (pos < 0 || pos + self->nbitmap > size)
+    if (pos < 0 || pos > size - self->nbitmap)
         return -2;
     const unsigned char *bitmap = data + pos;
     /* bits past the last column are padding, not NULLs */
@@ -647,6 +647,11 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
         if (setup_column(&self->cols[k], spec, k) < 0)
             return -1;
         PyObject *prefix = PyTuple_GET_ITEM(spec, 1);
+        /* '{"name":' or ',"name":' (a key's text drops the first character) */
+        if (PyBytes_GET_SIZE(prefix) < 2) {
+            PyErr_Format(PyExc_ValueError, "column %zd: a prefix of 2 bytes or more expected", k);
+            return -1;
+        }
         for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(prefix); i++)
             if ((unsigned char)PyBytes_AS_STRING(prefix)[i] >= 0x80)
                 self->prefixes_ascii = 0;

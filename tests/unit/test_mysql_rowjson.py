@@ -301,6 +301,24 @@ def test_construction_edge_cases():
         acc.RecordPlan(image, ((b"x", 99),) * 3, ("t",) * 3, False, "id")
     with pytest.raises(ValueError, match="per op"):
         acc.RecordPlan(image, ((),) * 2, ("t",) * 2, False, "id")
+    with pytest.raises(TypeError, match="once"):  # also after a failed attempt
+        plan = acc.RecordPlan.__new__(acc.RecordPlan)
+        with pytest.raises(ValueError):
+            plan.__init__(image, ((), (b"x", 99), ()), ("t",) * 3, False, "id")
+        plan.__init__(image, ((),) * 3, ("t",) * 3, False, "id")
+    plan = acc.RecordPlan(image, ((acc.HOLE_TS_NS,),) * 3, ("t",) * 3, False, "id")
+    body = b"\0" * 8 + b"\x01\x01\x00\x07"  # one TINYINT column, one row
+    with pytest.raises(ValueError, match="timestamp"):  # 32 bits: its ns fit in 64
+        plan.render(body, 23, (2**40, 1, b"null", b'"f"', 4, b"f:4/", 0))
+    [(_, _, value, _)] = plan.render(body, 23, (2**32 - 1, 1, b"null", b'"f"', 4, b"f:4/", 0))
+    assert value == str((2**32 - 1) * 10**9).encode()
+    with pytest.raises(ValueError, match="prefix"):  # a key's text drops its first byte
+        acc.Image(((acc.INT, b"", ord("b"), 0),), ((0, "i"),), RenderedRow, lambda d, p: None)
+    # An image far past the data, or of no columns (it would never move on): not taken.
+    assert image(b"\0" * 9, 2**63 - 1) is None
+    empty = acc.Image((), (), RenderedRow, lambda d, p: None)
+    plan = acc.RecordPlan(empty, ((),) * 3, ("t",) * 3, False, "id")
+    assert plan.render(b"\0" * 8 + b"\x00\x00", 23, (1, 1, b"null", b'"f"', 4, b"f:", 0)) is None
     with pytest.raises(ValueError):  # metadata no server writes
         acc.Image(((acc.DECIMAL, b'{"d":', 40, 31),), (), RenderedRow, lambda d, p: None)
     # ... and such a table, or one without columns, keeps the generated reader

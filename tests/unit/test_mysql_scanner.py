@@ -173,6 +173,15 @@ class Stream:
         else:
             self.add(DELETE_ROWS_V1, rows_body(table_id, ncols, [image(i) for i in ids]))
 
+    def plain(self, count: int, rows: int = 1, *names: str) -> None:
+        """`count` transactions of `rows` insert events each (into `names` in turn)."""
+        for _ in range(count):
+            self.gtid()
+            for k in range(rows):
+                name = names[k % len(names)] if names else "orders"
+                self.row_event(name, "delete" if name == "items" else "insert")
+            self.add(ev.XID_EVENT, struct.pack("<Q", self.seq))
+
     def transaction(self) -> None:
         rng = self.rng
         shape = rng.choices(
@@ -226,6 +235,22 @@ def new_source(fmt: DebeziumFormat, scanned: bool) -> MysqlSource:
         src.record_format = record_format(fmt)
         src._scanner = rows.accelerator.Scanner(True)
     return src
+
+
+def bursts(data: bytes) -> list[list[Any]]:
+    """What read() hands out, burst by burst, for the stream sent at once (scanner on)."""
+    src = new_source(DebeziumFormat(), True)
+    ours, theirs = socket.socketpair()
+    src._packets = PacketReader(ours)
+    theirs.sendall(data)
+    try:
+        out = []
+        while items := src.read(0):
+            out.append(list(items))
+        return out
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def run(stream: bytes, scanned: bool, cuts: list[int], tombstones: bool = True) -> dict[str, Any]:
@@ -306,11 +331,7 @@ def test_random_streams_give_what_the_general_path_gives(seed: int) -> None:
 
 def test_plain_transactions_are_taken_whole() -> None:
     stream = Stream(random.Random(1))
-    for _ in range(20):
-        stream.gtid()
-        stream.row_event("orders", "insert")
-        stream.row_event("items", "delete")
-        stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
+    stream.plain(20, 2, "orders", "items")
     got = compare(frames(stream.packets), [])
     assert got["kinds"] == {RowRecords, Commit}
     # The first transaction teaches the scanner its tables (through _handle, its
@@ -322,10 +343,7 @@ def test_a_transaction_split_across_reads_waits_for_its_end() -> None:
     # Cut inside every transaction: the scanner never renders part of one; it
     # takes each once its XID has arrived.
     stream = Stream(random.Random(2))
-    for _ in range(10):
-        stream.gtid()
-        stream.row_event("orders", "insert")
-        stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
+    stream.plain(10)
     data = frames(stream.packets)
     got = compare(data, list(range(7, len(data), 97)))
     assert Change not in got["kinds"]
@@ -334,11 +352,9 @@ def test_a_transaction_split_across_reads_waits_for_its_end() -> None:
 def test_a_transaction_too_big_to_wait_for_takes_the_python_path(monkeypatch) -> None:
     monkeypatch.setattr(source_module, "SCAN_MAX_BYTES", 300)
     stream = Stream(random.Random(3))
-    for k in range(6):
-        stream.gtid()
-        for _ in range(1 + 4 * (k % 2)):  # every other one is bigger than 300 bytes
-            stream.row_event("orders", "insert")
-        stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
+    for _ in range(3):
+        stream.plain(1)
+        stream.plain(1, 5)  # bigger than 300 bytes
     data = frames(stream.packets)
     compare(data, list(range(50, len(data), 250)))
 
@@ -346,27 +362,27 @@ def test_a_transaction_too_big_to_wait_for_takes_the_python_path(monkeypatch) ->
 def test_bursts_stop_near_burst_rows(monkeypatch) -> None:
     monkeypatch.setattr(source_module, "BURST", 7)
     stream = Stream(random.Random(4))
-    for _ in range(30):
-        stream.gtid()
-        stream.row_event("orders", "insert")
-        stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
+    stream.plain(30)
     data = frames(stream.packets)
-    fmt = DebeziumFormat()
-    src = new_source(fmt, True)
-    ours, theirs = socket.socketpair()
-    src._packets = PacketReader(ours)
-    theirs.sendall(data)
-    try:
-        sizes = []
-        while items := src.read(0):
-            sizes.append(sum(i.rows for i in items if type(i) is RowRecords))
-    finally:
-        ours.close()
-        theirs.close()
-    assert sum(sizes) == sum(
-        len(t[3]) for t in run(data, True, [])["sent"] if t[2] is not None
-    )  # every row, in several bursts of about 7
+    sizes = [sum(i.rows for i in burst if type(i) is RowRecords) for burst in bursts(data)]
+    rows_sent = len([s for s in run(data, True, [])["sent"] if s[2] is not None])
+    assert sum(sizes) == rows_sent  # every row, in several bursts of about 7
     assert len(sizes) > 3 and max(sizes) < 7 + 5
+
+
+def test_a_transaction_ending_in_a_commit_query_is_not_held_back() -> None:
+    # A non-transactional engine's transaction ends in a COMMIT query, not an XID:
+    # the scanner leaves it to _handle at once, instead of waiting for an XID that
+    # never comes (on a quiet server, until the next transaction).
+    stream = Stream(random.Random(8))
+    stream.plain(1)
+    stream.gtid()
+    stream.row_event("orders", "insert")
+    stream.add(ev.QUERY_EVENT, query("COMMIT", "shop"))
+    end = stream.log.pos
+    stream.add(ev.HEARTBEAT_EVENT, b"binlog")
+    items = [i for burst in bursts(frames(stream.packets)) for i in burst]
+    assert type(items[-1]) is Commit and items[-1].position[1] == end
 
 
 def test_unknown_gtid_flags_and_xa_take_the_python_path() -> None:
@@ -383,18 +399,20 @@ def test_unknown_gtid_flags_and_xa_take_the_python_path() -> None:
 
 
 def test_event_ids_follow_the_transactions_position() -> None:
+    # As cdc.model.event_id: "<file>:<the transaction's position>/<index>", rows
+    # numbered across the transaction's events; a tombstone's id ends in "/1".
     stream = Stream(random.Random(6))
+    stream.plain(1)  # teaches the scanner the table
     stream.gtid()
     start = stream.log.pos - (len(stream.packets[-1]) - 1)
-    stream.row_event("orders", "delete")
-    stream.row_event("orders", "insert")
+    table_id = stream.map("orders")
+    ncols = len(ORDERS)
+    stream.add(DELETE_ROWS_V1, rows_body(table_id, ncols, [order_image(1), order_image(2)]))
+    stream.add(WRITE_ROWS_V1, rows_body(table_id, ncols, [order_image(3)]))
     stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
-    got = run(frames(stream.packets), True, [])
-    ids = [dict(h)["cdc-event-id"].decode() for *_, h in got["sent"]]
-    deleted = len([s for s in got["sent"] if s[2] is None])
-    assert ids[:2] == [f"binlog.000003:{start}/0", f"binlog.000003:{start}/0/1"]
-    assert len(ids) == 2 * deleted + (len(ids) - 2 * deleted)
-    assert ids[-1] == f"binlog.000003:{start}/{len(ids) - deleted - 1}"
+    got = compare(frames(stream.packets), [])
+    ids = [dict(h)["cdc-event-id"].decode() for *_, h in got["sent"]][1:]
+    assert ids == [f"binlog.000003:{start}/{i}" for i in ("0", "0/1", "1", "1/1", "2")]
 
 
 def test_scanner_arguments() -> None:
@@ -420,26 +438,48 @@ def test_scanner_arguments() -> None:
     # A GTID without its transaction's end yet.
     framed = frames([Binlog().packet(ev.MARIADB_GTID_EVENT, mariadb_gtid(5))])
     assert scanner.scan(framed, 0, b'"f"', b"f:", {}, 10)[:2] == (0, acc.SCAN_INCOMPLETE)
+    # Only a RecordPlan that is set up is learnt.
+    with pytest.raises(TypeError, match="__init__"):
+        scanner.learn(b"\0" * 6, b"", acc.RecordPlan.__new__(acc.RecordPlan))
+
+
+def test_a_failed_scan_leaves_the_gtid_state_as_it_was() -> None:
+    # The GTID state moves only with a scan's result: a MemoryError half-way must not
+    # leave it naming transactions whose records were thrown away.
+    _testcapi = pytest.importorskip("_testcapi")
+    stream = Stream(random.Random(9))
+    stream.plain(1)
+    taught = new_source(DebeziumFormat(), True)
+    for packet in stream.packets:  # the first transaction teaches the scanner
+        taught._handle(packet, [])
+    stream.packets.clear()
+    for domain in (1, 2):
+        stream.gtid(domain=domain)
+        stream.row_event("orders", "insert")
+        stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
+    data = frames(stream.packets)
+    outcomes = set()
+    for k in range(120):
+        state = {0: "0-1-4"}
+        _testcapi.set_nomemory(k, k + 1)
+        try:
+            taught._scanner.scan(data, 0, b'"f"', b"f:", state, 100)
+            outcomes.add("scanned")
+        except MemoryError:
+            outcomes.add("MemoryError")
+            assert state == {0: "0-1-4"}
+        finally:
+            _testcapi.remove_mem_hooks()
+    assert outcomes == {"MemoryError", "scanned"}
 
 
 def test_values_are_byte_equal_with_the_time_of_rendering_apart() -> None:
     # The comparison above masks ts_ms/ts_us/ts_ns; here they are only checked to
     # be the time of rendering, in the three units, as the general path writes.
     stream = Stream(random.Random(7))
-    stream.gtid()
-    stream.row_event("orders", "insert")
-    stream.add(ev.XID_EVENT, struct.pack("<Q", 1))
-    fmt = DebeziumFormat()
-    src = new_source(fmt, True)
-    ours, theirs = socket.socketpair()
-    src._packets = PacketReader(ours)
-    theirs.sendall(frames(stream.packets))
-    try:
-        records = next(i for i in src.read(0) if type(i) is RowRecords).records
-    finally:
-        ours.close()
-        theirs.close()
-    value = records[0][2]
+    stream.plain(1)
+    [items] = bursts(frames(stream.packets))
+    value = next(i for i in items if type(i) is RowRecords).records[0][2]
     assert value is not None
     ms, us, ns = map(int, re.findall(rb'"ts_ms":(\d+),"ts_us":(\d+),"ts_ns":(\d+)}$', value)[0])
     assert ms == us // 1000 == ns // 1_000_000
