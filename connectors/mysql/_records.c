@@ -419,11 +419,10 @@ render_event(PlanObject *plan, const Context *ctx, const unsigned char *body, Py
         int r = render_row(plan, ctx, body, size, &pos, op, row, out);
         if (r == 0 && pos <= before)
             r = -2; /* an empty image (no columns): never taken, or this would not end */
-        if (r < 0) {
-            if (PyList_SetSlice(out, mark, PyList_GET_SIZE(out), NULL) < 0)
-                return -1;
-            return r;
-        }
+        if (r == -1)
+            return -1; /* the caller drops `out` */
+        if (r < 0)
+            return PyList_SetSlice(out, mark, PyList_GET_SIZE(out), NULL) < 0 ? -1 : r;
         row++;
     }
     *rows = row;
@@ -447,6 +446,10 @@ Plan_render(PlanObject *self, PyObject *args)
         return NULL;
     if (ts < 0 || ts > 0xFFFFFFFFLL) {
         PyErr_Format(PyExc_ValueError, "timestamp %lld is not a binlog event's", ts);
+        return NULL;
+    }
+    if (index < 0 || index > (1LL << 62)) { /* index + row must not overflow */
+        PyErr_Format(PyExc_ValueError, "index %lld out of range", index);
         return NULL;
     }
     ctx.ts = ts;
@@ -757,9 +760,9 @@ take_transaction(ScannerObject *self, const unsigned char *buf, Py_ssize_t size,
 undo:
     for (int i = 0; i < nmapped; i++)
         Py_DECREF(mapped[i].plan);
-    if (PyList_SetSlice(s->records, mark, PyList_GET_SIZE(s->records), NULL) < 0)
+    if (r == -1) /* the scan fails: its records are dropped */
         return -1;
-    return r;
+    return PyList_SetSlice(s->records, mark, PyList_GET_SIZE(s->records), NULL) < 0 ? -1 : r;
 }
 
 static PyObject *

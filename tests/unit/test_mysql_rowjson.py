@@ -310,6 +310,8 @@ def test_construction_edge_cases():
     body = b"\0" * 8 + b"\x01\x01\x00\x07"  # one TINYINT column, one row
     with pytest.raises(ValueError, match="timestamp"):  # 32 bits: its ns fit in 64
         plan.render(body, 23, (2**40, 1, b"null", b'"f"', 4, b"f:4/", 0))
+    with pytest.raises(ValueError, match="index"):  # index + row must not overflow
+        plan.render(body, 23, (1, 1, b"null", b'"f"', 4, b"f:4/", 2**63 - 1))
     [(_, _, value, _)] = plan.render(body, 23, (2**32 - 1, 1, b"null", b'"f"', 4, b"f:4/", 0))
     assert value == str((2**32 - 1) * 10**9).encode()
     with pytest.raises(ValueError, match="prefix"):  # a key's text drops its first byte
