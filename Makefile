@@ -54,7 +54,7 @@ bench: bootstrap
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
-	rm -f connectors/mysql/*.so
+	rm -f connectors/accel/*.so
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune \
 		-exec rm -rf {} +
 

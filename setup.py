@@ -4,14 +4,16 @@
 without it and the pure-Python readers do the same work, slower.
 """
 
+from pathlib import Path
+
 from setuptools import Extension, setup
 
 setup(
     ext_modules=[
         Extension(
-            "connectors.mysql._rowjson",
-            ["connectors/mysql/_rowjson.c", "connectors/mysql/_records.c"],
-            depends=["connectors/mysql/_rowjson.h"],
+            "connectors.accel._accel",
+            sorted(str(p) for p in Path("connectors/accel").glob("*.c")),
+            depends=["connectors/accel/accel.h"],
             optional=True,
         )
     ]

@@ -146,8 +146,12 @@ class RenderedRow(str):
 EPOCH_UNIT = "epoch_unit"
 # A shortcut with this attribute set (True) quotes a numeric text whose first digit
 # (after an optional '-') is 1-9 as it is, and refuses every other text: a source
-# holding a DECIMAL's digits may apply it itself (connectors/mysql/_rowjson.c).
+# holding a DECIMAL's digits may apply it itself (connectors/accel/mysql_image.c).
 QUOTES_PLAIN_NUMERIC = "quotes_plain_numeric"
+# A shortcut with this attribute set (True) turns PostgreSQL's timestamptz text in
+# UTC, 'YYYY-MM-DD HH:MM:SS[.f]+00', into "YYYY-MM-DDTHH:MM:SS.ffffffZ" (the
+# fraction padded to 6 digits) and refuses every other text (connectors/accel).
+UTC_MICROS_TIMESTAMPTZ = "utc_micros_timestamptz"
 JsonValues = Callable[
     [dict[str, str]],
     tuple[
@@ -202,17 +206,21 @@ class Hole(IntEnum):
 
     BEFORE = 0  # the old row image as the format's JSON object (null for an insert)
     AFTER = 1  # the new row image (null for a delete)
-    TS_MS = 2  # the event's time (the source's commit time) in ms, us, ns
+    TS_MS = 2  # the change's commit time (MySQL: its event's time) in ms, us, ns
     TS_US = 3
     TS_NS = 4
     SERVER_ID = 5  # MySQL: the server that wrote the transaction
     GTID = 6  # MySQL: the transaction's GTID as JSON text (a string or null)
     FILE = 7  # MySQL: the binlog file as JSON text
-    POS = 8  # MySQL: the row event's position in the file
+    POS = 8  # the change's position: MySQL its row event's in the file, PostgreSQL its LSN
     ROW = 9  # the row's number in its event
     NOW_MS = 10  # the time of rendering in ms, us, ns
     NOW_US = 11
     NOW_NS = 12
+    TXID = 13  # PostgreSQL: the transaction's xid
+    # PostgreSQL: the previous transaction's commit LSN as Debezium's `sequence`
+    # holds it (a JSON string inside a JSON string: \"n\"), or null
+    LAST_COMMIT = 14
 
 
 # A record value as text (bytes) and holes, in order.

@@ -109,7 +109,7 @@ def build_pipeline(p: PipelineConfig, index: int) -> Pipeline:
             source.json_values = json_values
         # And where no change can be skipped or dead-lettered (the pipeline keeps
         # no change per record), let it render whole records (see RowRecords).
-        template = getattr(fmt, "mysql_record_template", None)
+        template = getattr(fmt, "record_template", None)
         if template is not None and p.on_error == "fail" and hasattr(source, "record_format"):
             source.record_format = RecordFormat(
                 template, TopicNamer(p.sink.topic, p.name), p.sink.tombstones

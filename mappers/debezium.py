@@ -109,6 +109,7 @@ from cdc.model import (
     SCHEMA,
     TRUNCATE,
     UPDATE,
+    UTC_MICROS_TIMESTAMPTZ,
     Change,
     Geometry,
     Hole,
@@ -413,6 +414,10 @@ def _timestamptz6_text(raw: bytes) -> str | None:
     return f'"{text[:10]}T{text[11:-3].ljust(15, "0")}Z"'
 
 
+# The rule above, as a source may apply it itself (see cdc.model.UTC_MICROS_TIMESTAMPTZ).
+setattr(_timestamptz6_text, UTC_MICROS_TIMESTAMPTZ, True)  # noqa: B010
+
+
 def pg_text_shortcut(type_name: str, decimal: str = "string") -> TextShortcut | None:
     """The shortcut from a PostgreSQL text value of `type_name` to its JSON, if any."""
     base, mods, dims = split_type_name(type_name)
@@ -621,26 +626,36 @@ class DebeziumFormat:
             memo.up_to_row = f'{memo.up_to_file}{encode_basestring(file)},"pos":{pos},"row":'
         return memo
 
-    def mysql_record_template(self, change: Change) -> RecordTemplate | None:
-        """The value of every MySQL row change like `change` (same table and op,
-        no mapper has seen it) as a template the source fills in per row
+    def record_template(self, change: Change) -> RecordTemplate | None:
+        """The value of every row change like `change` (same table and op, no
+        mapper has seen it) as a template the source fills in per row
         (cdc.model.RecordFormat): the same bytes as render() gives, but for the
-        time of rendering. None where the general path must decide (not a
-        binlog row: a snapshot row, another connector's, another op)."""
-        op = _OPS.get(change.op)
-        if (change.op not in (INSERT, UPDATE, DELETE) or change.snapshot
-                or change.source.get("connector") != "mysql"):  # fmt: skip
+        time of rendering. None where the general path must decide (a snapshot
+        row, another op)."""
+        if change.op not in (INSERT, UPDATE, DELETE) or change.snapshot:
             return None
-        before_ts, before_ts_us, before_server_id, tail = self._mysql_source_parts(
-            change, change.source
-        )
+        tail = f'}},"transaction":null,"op":"{_OPS[change.op]}","ts_ms":'
+        now = (Hole.NOW_MS, b',"ts_us":', Hole.NOW_US, b',"ts_ns":', Hole.NOW_NS, b"}")
+        images = (b'{"before":', Hole.BEFORE, b',"after":', Hole.AFTER)
+        if change.source.get("connector", "postgresql") == "mysql":
+            before_ts, before_ts_us, before_server_id, after_row = self._mysql_source_parts(
+                change, change.source
+            )
+            return (
+                *images, f",{before_ts}".encode(), Hole.TS_MS, before_ts_us.encode(), Hole.TS_US,
+                b',"ts_ns":', Hole.TS_NS, before_server_id.encode(), Hole.SERVER_ID,
+                b',"gtid":', Hole.GTID, b',"file":', Hole.FILE, b',"pos":', Hole.POS,
+                b',"row":', Hole.ROW, f"{after_row}{tail}".encode(), *now,
+            )  # fmt: skip
+        # PostgreSQL: as _pg_source, with the commit LSN before (a text of the
+        # sequence: \"n\" or null), the xid and the change's LSN as holes.
+        db_part, table_part = self._pg_names(change)
         return (
-            b'{"before":', Hole.BEFORE, b',"after":', Hole.AFTER, f",{before_ts}".encode(),
-            Hole.TS_MS, before_ts_us.encode(), Hole.TS_US, b',"ts_ns":', Hole.TS_NS,
-            before_server_id.encode(), Hole.SERVER_ID, b',"gtid":', Hole.GTID, b',"file":',
-            Hole.FILE, b',"pos":', Hole.POS, b',"row":', Hole.ROW,
-            f'{tail}}},"transaction":null,"op":"{op}","ts_ms":'.encode(), Hole.NOW_MS,
-            b',"ts_us":', Hole.NOW_US, b',"ts_ns":', Hole.NOW_NS, b"}",
+            *images, f",{self._pg_source_head}".encode(), Hole.TS_MS,
+            f',"snapshot":"false"{db_part}"['.encode(), Hole.LAST_COMMIT, b',\\"', Hole.POS,
+            b'\\"]","ts_us":', Hole.TS_US, b',"ts_ns":', Hole.TS_NS, table_part.encode(),
+            Hole.TXID, b',"lsn":', Hole.POS,
+            f',"xmin":null,"origin":null,"origin_lsn":null{tail}'.encode(), *now,
         )  # fmt: skip
 
     def _row_source_text(self, change: Change) -> tuple[str, str] | None:
@@ -761,9 +776,9 @@ class DebeziumFormat:
             '"origin_lsn":null}'
         )
 
-    def _pg_source_parts(self, change: Change, last_commit: Any) -> tuple[str, str]:
-        """The source block around the change's LSN: up to `sequence`'s second
-        element, and from after `sequence` up to the `lsn` value."""
+    def _pg_names(self, change: Change) -> tuple[str, str]:
+        """The PostgreSQL source block's text from `db` up to `sequence`'s value, and
+        from `schema` up to `txId`'s value."""
         names = (change.database, change.schema, change.table)
         parts = self._source_parts.get(names)
         if parts is None:
@@ -774,7 +789,12 @@ class DebeziumFormat:
                 ',"schema":' + _encode(change.schema) + ',"table":' + _encode(change.table)
                 + ',"txId":',
             )
-        db_part, table_part = parts
+        return parts
+
+    def _pg_source_parts(self, change: Change, last_commit: Any) -> tuple[str, str]:
+        """The source block around the change's LSN: up to `sequence`'s second
+        element, and from after `sequence` up to the `lsn` value."""
+        db_part, table_part = self._pg_names(change)
         ts_us = change.commit_ts
         # sequence is a JSON string holding a JSON array: "[\"<last commit>\",\"<lsn>\"]"
         last = "null" if last_commit is None else f'\\"{last_commit}\\"'

@@ -98,9 +98,9 @@ ensure_project_installed() {
     local stamp=.venv/.bootstrap-stamp want
     # The C accelerator (setup.py) is built in place by the editable install: its
     # source counts too, and a missing build is rebuilt.
-    want=$(cat setup.cfg pyproject.toml setup.py connectors/mysql/_*.[ch] | sha256sum | cut -d' ' -f1)
+    want=$(cat setup.cfg pyproject.toml setup.py connectors/accel/*.[ch] | sha256sum | cut -d' ' -f1)
     if [[ -f $stamp && $(cat "$stamp") == "$want" ]] \
-        && .venv/bin/python -c 'import cdc, connectors.mysql._rowjson' 2>/dev/null
+        && .venv/bin/python -c 'import cdc, connectors.accel._accel' 2>/dev/null
     then
         return 0
     fi

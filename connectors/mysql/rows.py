@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import struct
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -71,15 +70,9 @@ from typing import Any
 
 from cdc.errors import DecodeError
 from cdc.model import EPOCH_UNIT, QUOTES_PLAIN_NUMERIC, Geometry, JsonValues, RenderedRow
+from connectors.accel import accelerator  # the C reader of row images, or None
 
 from .jsonb import parse_json_binary
-
-try:  # the optional C accelerator of the JSON image readers (setup.py, _rowjson.c)
-    from . import _rowjson as accelerator
-except ImportError:  # installed without a C compiler: the generated readers alone
-    accelerator = None  # type: ignore[assignment]
-if os.environ.get("CDC_PURE_PYTHON"):  # the operator's switch: the same bytes, slower
-    accelerator = None  # type: ignore[assignment]
 
 # -- event and column type codes (MySQL's binlog_event.h / field_types.h) ------
 
@@ -1061,9 +1054,10 @@ def _accelerated(
     encode: Callable[[Any], str],
     image: JsonImage,
 ) -> JsonImage | None:
-    """The C reader (_rowjson.Image) of the same images, where the accelerator is
-    built and takes every column of the table; it hands every image it does not
-    take (a NULL, a refused DECIMAL text, an impossible DATETIME) to `image`."""
+    """The C reader of the same images (accelerator.Image: connectors/accel/
+    mysql_image.c), where the accelerator is built and takes every column of the
+    table; it hands every image it does not take (a NULL, a refused DECIMAL
+    text, an impossible DATETIME) to `image`."""
     if accelerator is None or not columns:
         return None
     program = []
@@ -1142,8 +1136,8 @@ class TableDecoder:
         return plan
 
     def full_image(self) -> Any | None:
-        """The C reader (_rowjson.Image) of this table's full row images, where the
-        accelerator is built and reads every column (see cdc.model.RowRecords);
+        """The C reader (accelerator.Image) of this table's full row images, where
+        the accelerator is built and reads every column (see cdc.model.RowRecords);
         None otherwise."""
         if accelerator is None or self._json is None:
             return None

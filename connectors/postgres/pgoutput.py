@@ -204,6 +204,7 @@ class PgoutputDecoder:
         base_type: Callable[[int], int | None] | None = None,
         spill_prefix: str = "cdc-stream-",
         json_values: JsonValues | None = None,
+        on_relation: Callable[[Relation], None] | None = None,
     ) -> None:
         self.database = database
         # Looks up a table's primary key columns (schema, table) -> names or
@@ -219,10 +220,15 @@ class PgoutputDecoder:
         # The sink format's per-column value converters, when the pipeline lets
         # rows go straight to JSON (no mappers): see RenderedRow.
         self.json_values: JsonValues | None = json_values
+        # Told about every Relation taken (a new table, or a changed one): a
+        # source that renders whole transactions itself learns them so.
+        self.on_relation = on_relation
         # One limit for every open streamed transaction together.
         self._budget = MemoryBudget(spill_threshold)
         self.relations: dict[int, Relation] = {}
-        self._last_commit: int | None = None  # commit LSN of the previous transaction
+        # The commit LSN of the previous transaction (Debezium's source.sequence);
+        # a source that decodes transactions itself moves it past them.
+        self.last_commit: int | None = None
         self.types: dict[int, str] = {}  # non-built-in type OID -> name, from Type messages
         self._txn: _Txn | None = None  # the open Begin..Commit transaction
         self._streams: dict[int, _StreamedTxn] = {}  # open streamed transactions by xid
@@ -306,7 +312,7 @@ class PgoutputDecoder:
         if self._txn is not None or self._stream_xid is not None:
             raise ValueError("Begin inside an open transaction")
         final_lsn, ts, xid = _BEGIN.unpack_from(buf, 1)
-        self._txn = _Txn(xid, final_lsn, ts + PG_EPOCH_OFFSET_US, self._last_commit)
+        self._txn = _Txn(xid, final_lsn, ts + PG_EPOCH_OFFSET_US, self.last_commit)
         return ()
 
     def _commit(self, lsn: int, buf: bytes) -> tuple[Commit]:
@@ -319,7 +325,7 @@ class PgoutputDecoder:
                 f"commit LSN {format_lsn(commit_lsn)} != Begin's {format_lsn(txn.position)}"
             )
         self._txn = None
-        self._last_commit = commit_lsn
+        self.last_commit = commit_lsn
         return (Commit(end_lsn, txn.xid, ts + PG_EPOCH_OFFSET_US),)
 
     def _origin(self, lsn: int, buf: bytes) -> tuple[()]:
@@ -385,8 +391,8 @@ class PgoutputDecoder:
             raise ValueError(f"Stream Commit of unknown streamed transaction {xid}")
         commit_ts = ts + PG_EPOCH_OFFSET_US
         # State changes above happen now; only the replay itself is lazy.
-        txn = _Txn(xid, commit_lsn, commit_ts, self._last_commit)
-        self._last_commit = commit_lsn
+        txn = _Txn(xid, commit_lsn, commit_ts, self.last_commit)
+        self.last_commit = commit_lsn
         return self._replay(streamed, txn, Commit(end_lsn, xid, commit_ts))
 
     def _replay(
@@ -441,6 +447,8 @@ class PgoutputDecoder:
                     relation.fields, relation.key_names, values, shortcuts, encode
                 )
             self.relations[oid] = relation
+            if self.on_relation is not None:
+                self.on_relation(relation)
 
     def _type(self, buf: bytes, pos: int) -> None:
         (oid,) = _U32.unpack_from(buf, pos)

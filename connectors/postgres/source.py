@@ -22,14 +22,29 @@ import psycopg
 
 from cdc.config import PostgresSourceConfig
 from cdc.errors import PositionLostError, SlotInUse, SourceError, SourceSetupError
-from cdc.model import MESSAGE, Change, Commit, JsonValues
+from cdc.model import (
+    DELETE,
+    EVENT_ID_HEADER,
+    INSERT,
+    MESSAGE,
+    QUOTES_PLAIN_NUMERIC,
+    UPDATE,
+    UTC_MICROS_TIMESTAMPTZ,
+    Change,
+    Commit,
+    JsonValues,
+    RecordFormat,
+    RowRecords,
+)
 from cdc.source import snapshot_owed
+from connectors.accel import accelerator
 
 from .lsn import format_lsn, parse_lsn
-from .pgoutput import PgoutputDecoder
+from .pgoutput import PgoutputDecoder, Relation
 from .replication import ReplicationStream, classify, quote_ident
 from .snapshot import PublishedTable, TableSnapshot
 from .spill import remove_stale
+from .types import BOOL_CONVERTER, TEXT_CONVERTER
 
 log = logging.getLogger("cdc.postgres")
 
@@ -69,6 +84,11 @@ class PostgresSource:
         # Set (before open) by a pipeline without mappers whose format can take
         # rows rendered by the decoder: see RenderedRow.
         self.json_values: JsonValues | None = None
+        # Set (before open) by a pipeline without mappers whose error policy is
+        # `fail` and whose format gives record templates: whole transactions
+        # rendered in C (_scan, RowRecords).
+        self.record_format: RecordFormat | None = None
+        self._scanner: Any = None
         self._excluded = {".".join(_split_table(t)) for t in config.exclude_tables}
         self._acked = 0
         self._conn: psycopg.Connection | None = None
@@ -120,6 +140,10 @@ class PostgresSource:
             spill_prefix=self._spill_prefix,
             json_values=self.json_values,
         )
+        if (self.record_format is not None and self.json_values is not None
+                and accelerator is not None):  # fmt: skip
+            self._scanner = accelerator.PgScanner()
+            self._decoder.on_relation = self._learn
         self._stream.connect()
         snapshot_name = None
         if slot_lsn is None:
@@ -398,7 +422,7 @@ class PostgresSource:
 
     # -- streaming ------------------------------------------------------------------
 
-    def read(self, timeout: float) -> Iterable[Change | Commit]:
+    def read(self, timeout: float) -> Iterable[Change | Commit | RowRecords]:
         if self._snapshot_rows is not None:
             return self._read_snapshot()
         if not self._stream.streaming:
@@ -410,17 +434,25 @@ class PostgresSource:
         excluded = self._excluded
         # A list, not a generator: one append per item instead of a generator
         # switch per item, on the hottest path.
-        out: list[Change | Commit] = []
+        out: list[Change | Commit | RowRecords] = []
         append = out.append
         batch = self._held or self._stream.messages(timeout)
         self._held = []
-        for i, (wal_start, payload) in enumerate(batch):
+        scanner = self._scanner
+        i, n = 0, len(batch)
+        while i < n:
+            if scanner is not None and not decoder.in_transaction:
+                i = self._scan(batch, i, out)  # whole transactions, rendered in C
+                if i == n:
+                    break
+            wal_start, payload = batch[i]
+            i += 1
             items = decode(wal_start, payload)
             if type(items) is not tuple:
                 # A streamed transaction read back lazily from its buffer: it ends
                 # the burst, since it must be consumed before the next decode. The
                 # messages already received after it wait for the next read().
-                self._held = batch[i + 1 :]
+                self._held = batch[i:]
                 return itertools.chain(out, self._kept(items))
             for item in items:
                 if (
@@ -431,6 +463,81 @@ class PostgresSource:
                     continue
                 append(item)
         return out
+
+    def _scan(self, batch: list[tuple[int, bytes]], start: int,
+              out: list[Change | Commit | RowRecords]) -> int:  # fmt: skip
+        """The whole transactions from batch[start] the scanner takes: their records
+        (RowRecords) and one Commit for them all; the first message it left."""
+        decoder = self._decoder
+        assert decoder is not None
+        following, _, records, commit_times, rows, end_lsn, xid, last_commit = (
+            self._scanner.scan(batch, start, decoder.last_commit, len(batch))
+        )
+        if commit_times:
+            if records:
+                out.append(RowRecords(records, rows))
+            out.append(Commit(end_lsn, xid, commit_times[-1], commit_times[:-1]))
+            decoder.last_commit = last_commit
+        return int(following)
+
+    def _learn(self, relation: Relation) -> None:
+        """Teach the scanner a relation a Relation message described: its rows
+        rendered in C (PgTable), or skipped (an excluded table); a relation with
+        a column or key it cannot render is forgotten: its transactions take the
+        Python path."""
+        scanner = self._scanner
+        if f"{relation.schema}.{relation.table}" in self._excluded:
+            scanner.learn(relation.oid, None)
+            return
+        table = self._pg_table(relation)
+        if table is None:
+            scanner.forget(relation.oid)
+        else:
+            scanner.learn(relation.oid, table)
+
+    def _pg_table(self, relation: Relation) -> Any | None:
+        """The C renderer of a relation's changes as whole records (PgTable): each
+        column's kind as the format renders its text (compile_json_reader's
+        shortcuts), the key's columns, the format's templates and the topics;
+        None where a column or the key is of another kind."""
+        spec, json_values, acc = self.record_format, self.json_values, accelerator
+        assert spec is not None and json_values is not None and acc is not None
+        values, shortcuts, encode = json_values(relation.column_types)
+        program: list[tuple[int, bytes]] = []
+        fields = relation.fields
+        for k, ((name, convert), value, shortcut) in enumerate(
+            zip(fields, values, shortcuts, strict=True)
+        ):
+            if getattr(shortcut, QUOTES_PLAIN_NUMERIC, False):
+                kind = acc.PG_NUMERIC
+            elif getattr(shortcut, UTC_MICROS_TIMESTAMPTZ, False):
+                kind = acc.PG_TIMESTAMPTZ
+            elif shortcut is not None or value is not None:
+                return None
+            elif convert is int:
+                kind = acc.PG_INT
+            elif convert is TEXT_CONVERTER:
+                kind = acc.PG_TEXT
+            elif convert is BOOL_CONVERTER:
+                kind = acc.PG_BOOL
+            else:
+                return None
+            program.append((kind, (("{" if k == 0 else ",") + encode(name) + ":").encode()))
+        index = {name: k for k, (name, _) in enumerate(fields)}
+        if any(name not in index for name in relation.key_names):
+            return None
+        keys = tuple(index[name] for name in relation.key_names)
+        if any(program[k][0] not in (acc.PG_INT, acc.PG_TEXT) for k in keys):
+            return None
+        heads = [Change(op, self.database, relation.schema, relation.table, None, None, None,
+                        relation.column_types, None, None, 0, 0)
+                 for op in (INSERT, UPDATE, DELETE)]  # fmt: skip
+        templates = [t for t in map(spec.template, heads) if t is not None]
+        if len(templates) < len(heads):
+            return None
+        topics = tuple(spec.topic(head) for head in heads)
+        return acc.PgTable(tuple(program), keys, tuple(templates), topics, spec.tombstones,
+                           EVENT_ID_HEADER)  # fmt: skip
 
     def _kept(self, items: Iterable[Change | Commit]) -> Iterator[Change | Commit]:
         for item in items:

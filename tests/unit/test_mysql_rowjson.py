@@ -1,9 +1,9 @@
-"""The C row image reader (connectors/mysql/_rowjson.c) answers exactly as the
+"""The C row image reader (connectors/accel/mysql_image.c) answers exactly as the
 generated Python reader it accelerates.
 
 For tables whose every column is an integer, UTF-8/ASCII text with a length
 prefix, a DECIMAL in the `string` mode or a DATETIME counted from the epoch,
-`_compile_json` returns `_rowjson.Image`. It must give the same text (and its
+`_compile_json` returns `accelerator.Image`. It must give the same text (and its
 type), the same key (values, their types, its order) and the same next position
 as the generated reader, or hand the image to it: checked on random tables and
 random images full of edge values (extremes, control characters, invalid UTF-8,
@@ -332,3 +332,13 @@ def test_construction_edge_cases():
     encode = fmt.json_values(table.columns)[2]
     assert rows._accelerated(table._json, (), encode, lambda d, p: None) is None
     assert rows._accelerated([], (), encode, lambda d, p: None) is None
+
+
+def test_the_template_holes_are_the_models() -> None:
+    # Formats write cdc.model.Hole into their templates; the C code reads its own
+    # numbers: they must be the same, one for one.
+    from cdc.model import Hole
+
+    acc = rows.accelerator
+    holes = {name[5:]: getattr(acc, name) for name in dir(acc) if name.startswith("HOLE_")}
+    assert holes == {hole.name: hole.value for hole in Hole}

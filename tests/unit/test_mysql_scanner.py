@@ -1,4 +1,4 @@
-"""Whole MariaDB transactions rendered by the scanner (connectors/mysql/_records.c)
+"""Whole MariaDB transactions rendered by the scanner (connectors/accel/mysql_scan.c)
 give what the general path gives: the same records, event ids, positions, GTID
 state and transaction count, whatever the stream holds and however its bytes
 arrive.

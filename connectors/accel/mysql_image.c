@@ -1,6 +1,6 @@
 /* Binlog row images -> the sink format's JSON object text, in C.
  *
- * The optional accelerator of connectors/mysql/rows.py's generated JSON image
+ * The C reader standing in for connectors/mysql/rows.py's generated JSON image
  * reader (`_compile_json`): the same contract, byte for byte, for tables whose
  * every column is one of the kinds below; any other table keeps the generated
  * Python reader. An image this code does not take (a NULL, a DECIMAL whose text
@@ -19,56 +19,12 @@
  *   EPOCH    a: unit (1: microseconds, 1000: milliseconds), b: fsp; a
  *            DATETIME2 as its count of units since 1970-01-01, floored
  *
- * Whole Kafka records around these images are made in _records.c.
+ * Whole Kafka records around these images are made in mysql_scan.c.
  */
 
 #include <string.h>
 
-#include "_rowjson.h"
-
-/* -- output buffer ------------------------------------------------------------ */
-
-int
-rj_reserve(ImageObject *self, Py_ssize_t used, Py_ssize_t more)
-{
-    if (used + more <= self->cap)
-        return 0;
-    Py_ssize_t cap = self->cap * 2;
-    while (cap < used + more)
-        cap *= 2;
-    char *buf = PyMem_Realloc(self->buf, cap);
-    if (buf == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->buf = buf;
-    self->cap = cap;
-    return 0;
-}
-
-Py_ssize_t
-rj_put_u64(char *out, uint64_t v)
-{
-    char tmp[20];
-    Py_ssize_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (Py_ssize_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
-Py_ssize_t
-rj_put_i64(char *out, int64_t v)
-{
-    if (v < 0) {
-        out[0] = '-';
-        return 1 + rj_put_u64(out + 1, (uint64_t)0 - (uint64_t)v);
-    }
-    return rj_put_u64(out, (uint64_t)v);
-}
+#include "accel.h"
 
 /* `digits` digits of v, zero-padded on the left */
 static void
@@ -89,87 +45,6 @@ big_endian(const unsigned char *p, int width)
     for (int i = 0; i < width; i++)
         v = v << 8 | p[i];
     return v;
-}
-
-/* Strict UTF-8, as CPython's decoder: no overlongs, no surrogates, <= U+10FFFF. */
-static int
-valid_utf8(const unsigned char *s, Py_ssize_t n, int *ascii)
-{
-    Py_ssize_t i = 0;
-    int all_ascii = 1;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        all_ascii = 0;
-        if (c >= 0xC2 && c <= 0xDF) {
-            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80)
-                return 0;
-            i += 2;
-        }
-        else if (c >= 0xE0 && c <= 0xEF) {
-            if (i + 2 >= n)
-                return 0;
-            unsigned char c1 = s[i + 1];
-            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80)
-                return 0;
-            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F))
-                return 0;
-            i += 3;
-        }
-        else if (c >= 0xF0 && c <= 0xF4) {
-            if (i + 3 >= n)
-                return 0;
-            unsigned char c1 = s[i + 1];
-            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
-                return 0;
-            if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
-                return 0;
-            i += 4;
-        }
-        else {
-            return 0;
-        }
-    }
-    *ascii = all_ascii;
-    return 1;
-}
-
-static const char HEX[] = "0123456789abcdef";
-
-/* A JSON string as json.encoder.encode_basestring writes it (non-ASCII kept). */
-static Py_ssize_t
-put_json_string(char *out, const unsigned char *s, Py_ssize_t n)
-{
-    Py_ssize_t o = 0;
-    out[o++] = '"';
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            out[o++] = (char)c;
-            continue;
-        }
-        out[o++] = '\\';
-        switch (c) {
-        case '"': out[o++] = '"'; break;
-        case '\\': out[o++] = '\\'; break;
-        case '\n': out[o++] = 'n'; break;
-        case '\r': out[o++] = 'r'; break;
-        case '\t': out[o++] = 't'; break;
-        case '\b': out[o++] = 'b'; break;
-        case '\f': out[o++] = 'f'; break;
-        default:
-            out[o++] = 'u';
-            out[o++] = '0';
-            out[o++] = '0';
-            out[o++] = HEX[c >> 4];
-            out[o++] = HEX[c & 15];
-        }
-    }
-    out[o++] = '"';
-    return o;
 }
 
 static int
@@ -201,7 +76,7 @@ not_initialised(void)
 
 /* -- one image ------------------------------------------------------------------ */
 
-/* Renders the image at data[pos] into self->buf from offset `o`. Returns the
+/* Renders the image at data[pos] into self->out.data from offset `o`. Returns the
  * offset after the text and sets *next; -1 with an exception set on an error;
  * -2 where the image must go to the fallback. With `nulls`, NULL columns are
  * written as null (not in a key); without, an image with a NULL goes to the
@@ -225,15 +100,15 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
     for (Py_ssize_t k = 0; k < self->ncols; k++) {
         Column *c = &self->cols[k];
         /* the longest value text: 64 bytes of digits, or an escaped string */
-        if (rj_reserve(self, o, c->prefix_len + 96) < 0)
+        if (rj_reserve(&self->out, o, c->prefix_len + 96) < 0)
             return -1;
-        memcpy(self->buf + o, c->prefix, c->prefix_len);
+        memcpy(self->out.data + o, c->prefix, c->prefix_len);
         o += c->prefix_len;
         Py_ssize_t slot = self->slot_of[k];
         if (nulls && bitmap[k >> 3] >> (k & 7) & 1) {
             if (slot >= 0)
                 return -2; /* a NULL key: the general path decides */
-            memcpy(self->buf + o, "null", 4);
+            memcpy(self->out.data + o, "null", 4);
             o += 4;
             continue;
         }
@@ -249,7 +124,7 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
                 u = u << 8 | p[i];
             if (c->is_signed && c->width < 8 && (u >> (8 * c->width - 1)) & 1)
                 u |= ~(uint64_t)0 << (8 * c->width);
-            o += c->is_signed ? rj_put_i64(self->buf + o, (int64_t)u) : rj_put_u64(self->buf + o, u);
+            o += c->is_signed ? rj_put_i64(self->out.data + o, (int64_t)u) : rj_put_u64(self->out.data + o, u);
             pos += c->width;
             break;
         }
@@ -263,7 +138,7 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
             const unsigned char *s = data + pos;
             int str_ascii = 1;
             if (c->b) {
-                if (!valid_utf8(s, n, &str_ascii))
+                if (!rj_valid_utf8(s, n, &str_ascii))
                     return -2;
             }
             else {
@@ -272,9 +147,9 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
                         return -2;
             }
             all_ascii &= str_ascii;
-            if (rj_reserve(self, o, 6 * n + 2) < 0)
+            if (rj_reserve(&self->out, o, 6 * n + 2) < 0)
                 return -1;
-            o += put_json_string(self->buf + o, s, n);
+            o += rj_put_json_string(self->out.data + o, s, n);
             pos += n;
             break;
         }
@@ -284,7 +159,7 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
             const unsigned char *p = data + pos;
             int positive = p[0] & 0x80;
             uint32_t flip_all = positive ? 0 : 0xFFFFFFFFu;
-            char *out = self->buf + o;
+            char *out = self->out.data + o;
             Py_ssize_t n = 0;
             if (!positive)
                 out[n++] = '-';
@@ -357,7 +232,7 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
             if (us > 999999)
                 return -2;
             int64_t count = c->a == 1 ? seconds * 1000000 + us : seconds * 1000 + us / 1000;
-            o += rj_put_i64(self->buf + o, count);
+            o += rj_put_i64(self->out.data + o, count);
             pos += 5 + c->nfrac;
             break;
         }
@@ -365,9 +240,9 @@ rj_render_image(ImageObject *self, const unsigned char *data, Py_ssize_t size, P
         if (slot >= 0)
             self->key_spans[2 * slot + 1] = o;
     }
-    if (rj_reserve(self, o, 1) < 0)
+    if (rj_reserve(&self->out, o, 1) < 0)
         return -1;
-    self->buf[o++] = '}';
+    self->out.data[o++] = '}';
     *next = pos;
     *ascii = all_ascii;
     return o;
@@ -439,7 +314,7 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
 {
     PyObject *data_obj;
     Py_ssize_t pos;
-    if (self->buf == NULL)
+    if (self->out.data == NULL)
         return not_initialised();
     if (!PyArg_ParseTuple(args, "On", &data_obj, &pos))
         return NULL;
@@ -459,10 +334,10 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
         text = PyUnicode_New(n, 127);
         if (text == NULL)
             return NULL;
-        memcpy(PyUnicode_DATA(text), self->buf, n);
+        memcpy(PyUnicode_DATA(text), self->out.data, n);
     }
     else {
-        text = PyUnicode_DecodeUTF8(self->buf, n, "strict");
+        text = PyUnicode_DecodeUTF8(self->out.data, n, "strict");
         if (text == NULL)
             return NULL;
     }
@@ -496,32 +371,13 @@ Image_call(ImageObject *self, PyObject *args, PyObject *Py_UNUSED(kwargs))
 
 /* -- the key of a rendered image -------------------------------------------------- */
 
-/* The key's JSON text from the image just rendered into buf (see key_spans):
+/* The key's JSON text from the image just rendered into out (see key_spans):
  * '{"a":1,"b":"x"}', as the format writes a key of integers and text. */
 PyObject *
 rj_key_text(ImageObject *self)
 {
-    Py_ssize_t n = 1;
-    for (Py_ssize_t j = 0; j < self->nkeys; j++) {
-        Column *c = &self->cols[self->key_cols[j]];
-        n += c->prefix_len + self->key_spans[2 * j + 1] - self->key_spans[2 * j];
-    }
-    PyObject *key = PyBytes_FromStringAndSize(NULL, n);
-    if (key == NULL)
-        return NULL;
-    char *out = PyBytes_AS_STRING(key);
-    for (Py_ssize_t j = 0; j < self->nkeys; j++) {
-        Column *c = &self->cols[self->key_cols[j]];
-        /* the column's prefix without its own '{' or ',' */
-        *out++ = j == 0 ? '{' : ',';
-        memcpy(out, c->prefix + 1, c->prefix_len - 1);
-        out += c->prefix_len - 1;
-        Py_ssize_t len = self->key_spans[2 * j + 1] - self->key_spans[2 * j];
-        memcpy(out, self->buf + self->key_spans[2 * j], len);
-        out += len;
-    }
-    *out = '}';
-    return key;
+    return rj_key_json(self->out.data, self->nkeys, self->key_spans, self->key_prefix,
+                       self->key_prefix_len);
 }
 
 /* -- construction ------------------------------------------------------------- */
@@ -608,7 +464,9 @@ Image_dealloc(ImageObject *self)
     PyMem_Free(self->key_cols);
     PyMem_Free(self->key_values);
     PyMem_Free(self->key_spans);
-    PyMem_Free(self->buf);
+    PyMem_Free(self->key_prefix);
+    PyMem_Free(self->key_prefix_len);
+    rj_buffer_free(&self->out);
     Py_XDECREF(self->key_names);
     Py_XDECREF(self->prefixes);
     Py_XDECREF(self->rendered);
@@ -663,9 +521,12 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
     self->key_spans = PyMem_Calloc(nkeys ? 2 * nkeys : 1, sizeof(Py_ssize_t));
     self->slot_of = PyMem_Calloc(ncols ? ncols : 1, sizeof(Py_ssize_t));
     self->key_cols = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Py_ssize_t));
+    self->key_prefix = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(char *));
+    self->key_prefix_len = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Py_ssize_t));
     self->key_names = PyTuple_New(nkeys);
     if (self->key_values == NULL || self->key_spans == NULL || self->slot_of == NULL ||
-        self->key_cols == NULL || self->key_names == NULL) {
+        self->key_cols == NULL || self->key_prefix == NULL || self->key_prefix_len == NULL ||
+        self->key_names == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -689,15 +550,13 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
         }
         self->slot_of[index] = j;
         self->key_cols[j] = index;
+        self->key_prefix[j] = self->cols[index].prefix;
+        self->key_prefix_len[j] = self->cols[index].prefix_len;
         Py_INCREF(name);
         PyTuple_SET_ITEM(self->key_names, j, name);
     }
-    self->cap = 256;
-    self->buf = PyMem_Malloc(self->cap);
-    if (self->buf == NULL) {
-        PyErr_NoMemory();
+    if (rj_buffer_init(&self->out) < 0)
         return -1;
-    }
     Py_INCREF(rendered);
     self->rendered = rendered;
     Py_INCREF(fallback);
@@ -707,7 +566,7 @@ Image_init(ImageObject *self, PyObject *args, PyObject *kwargs)
 
 PyTypeObject rj_ImageType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql._rowjson.Image",
+    .tp_name = "connectors.accel._accel.Image",
     .tp_doc = PyDoc_STR(
         "Image(program, keys, rendered, fallback)(data, pos) -> (rendered(text), key, next pos)\n"
         "or fallback(data, pos) for an image it does not take; see the module's source."),
@@ -719,32 +578,16 @@ PyTypeObject rj_ImageType = {
     .tp_call = (ternaryfunc)Image_call,
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "connectors.mysql._rowjson",
-    .m_doc = "Binlog row images rendered as JSON text in C (see connectors/mysql/rows.py).",
-    .m_size = -1,
-};
-
-PyMODINIT_FUNC
-PyInit__rowjson(void)
+int
+rj_add_mysql_image(PyObject *module)
 {
-    if (PyType_Ready(&rj_ImageType) < 0)
-        return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&rj_ImageType);
-    if (PyModule_AddObject(m, "Image", (PyObject *)&rj_ImageType) < 0) {
-        Py_DECREF(&rj_ImageType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    if (PyModule_AddIntConstant(m, "INT", K_INT) < 0 || PyModule_AddIntConstant(m, "STR", K_STR) < 0 ||
-        PyModule_AddIntConstant(m, "DECIMAL", K_DECIMAL) < 0 ||
-        PyModule_AddIntConstant(m, "EPOCH", K_EPOCH) < 0 || rj_add_records(m) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    if (PyType_Ready(&rj_ImageType) < 0 ||
+        PyModule_AddObjectRef(module, "Image", (PyObject *)&rj_ImageType) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(module, "INT", K_INT) < 0 ||
+        PyModule_AddIntConstant(module, "STR", K_STR) < 0 ||
+        PyModule_AddIntConstant(module, "DECIMAL", K_DECIMAL) < 0 ||
+        PyModule_AddIntConstant(module, "EPOCH", K_EPOCH) < 0)
+        return -1;
+    return 0;
 }

@@ -1,4 +1,4 @@
-# Types of the C accelerator (_rowjson.c, _records.c), for mypy.
+# Types of the C accelerator (connectors/accel/*.c), for mypy.
 from collections.abc import Callable
 from typing import Any
 
@@ -65,3 +65,34 @@ class Scanner:
         gtid_state: dict[int, str],
         max_rows: int,
     ) -> tuple[int, int, list[KafkaRecord], list[int], int, int, int]: ...
+
+HOLE_TXID: int
+HOLE_LAST_COMMIT: int
+PG_INT: int
+PG_TEXT: int
+PG_BOOL: int
+PG_NUMERIC: int
+PG_TIMESTAMPTZ: int
+
+class PgTable:
+    def __init__(
+        self,
+        program: tuple[tuple[int, bytes], ...],
+        keys: tuple[int, ...],
+        templates: tuple[tuple[bytes | int, ...], ...],
+        topics: tuple[str, ...],
+        tombstones: bool,
+        id_header: str,
+    ) -> None: ...
+
+class PgScanner:
+    def __init__(self) -> None: ...
+    def learn(self, oid: int, table: PgTable | None) -> None: ...
+    def forget(self, oid: int) -> None: ...
+    def scan(
+        self,
+        messages: list[tuple[int, bytes]],
+        start: int,
+        last_commit: int | None,
+        max_rows: int,
+    ) -> tuple[int, int, list[KafkaRecord], list[int], int, int, int, int | None]: ...

@@ -1,17 +1,10 @@
-/* Whole Kafka records of binlog row events, and of whole MariaDB transactions, in C.
- *
- * For a pipeline whose records are nothing but its format's rendering of each
- * row (no mappers, error policy `fail`; see cdc.model.RowRecords), the source
- * hands the pipeline finished records: (topic, key, value, headers) each.
+/* Whole Kafka records of binlog row events, and of whole MariaDB transactions.
  *
  * RecordPlan(image, templates, topics, tombstones, id_header)
- *     How the row events of one table version become records: its `Image`
- *     (_rowjson.c), a template of the record value per op (insert, update,
- *     delete), the topic per op, whether a delete is followed by a tombstone,
- *     and the name of the event-id header. A template is a tuple of bytes (text
- *     written as is) and ints (holes, cdc.model.Hole): the before and after
- *     images, the event's time (ms, us, ns), server_id, GTID and file (as JSON
- *     text), position and row number, and the time of rendering (ms, us, ns).
+ *     How the row events of one table version become records (records.c): its
+ *     `Image` (mysql_image.c), a template of the record value per op (insert,
+ *     update, delete), the topic per op, whether a delete is followed by a
+ *     tombstone, and the name of the event-id header.
  *   .render(body, event_type, context) -> [(topic, key, value, headers), ...] or None
  *     Every row of one row event body. context: (timestamp, server_id, gtid
  *     JSON, file JSON, the event's position, the event ids' text before the
@@ -45,20 +38,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "_rowjson.h"
+#include "accel.h"
 
-enum {
-    H_BEFORE, H_AFTER, H_TS_MS, H_TS_US, H_TS_NS, H_SERVER_ID, H_GTID, H_FILE,
-    H_POS, H_ROW, H_NOW_MS, H_NOW_US, H_NOW_NS, H_COUNT,
-    H_TEXT = -1,
-};
-static const char *HOLE_NAMES[H_COUNT] = {
-    "BEFORE", "AFTER", "TS_MS", "TS_US", "TS_NS", "SERVER_ID", "GTID", "FILE",
-    "POS", "ROW", "NOW_MS", "NOW_US", "NOW_NS",
-};
-
-enum { OP_INSERT = 0, OP_UPDATE = 1, OP_DELETE = 2 };
-enum { SCAN_END = 0, SCAN_PYTHON = 1, SCAN_INCOMPLETE = 2, SCAN_FULL = 3 };
 
 /* Binlog event types (MySQL's binlog_event.h, MariaDB's log_event.h). */
 enum {
@@ -90,82 +71,12 @@ le_n(const unsigned char *p, int n)
     return v;
 }
 
-static PyObject *
-not_initialised(const char *type)
-{
-    PyErr_Format(PyExc_TypeError, "%s.__init__ was not called", type);
-    return NULL;
-}
-
-/* -- templates ------------------------------------------------------------------- */
-
-typedef struct {
-    int hole; /* H_TEXT: text */
-    const char *text;
-    Py_ssize_t len;
-} Piece;
-
-typedef struct {
-    Piece *pieces;
-    Py_ssize_t n;
-} Template;
-
-static int
-compile_template(Template *t, PyObject *spec, int op)
-{
-    if (!PyTuple_Check(spec)) {
-        PyErr_Format(PyExc_TypeError, "template %d: a tuple of bytes and holes expected", op);
-        return -1;
-    }
-    t->n = PyTuple_GET_SIZE(spec);
-    t->pieces = PyMem_Calloc(t->n ? t->n : 1, sizeof(Piece));
-    if (t->pieces == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < t->n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(spec, i);
-        Piece *p = &t->pieces[i];
-        if (PyBytes_Check(item)) {
-            p->hole = H_TEXT;
-            p->text = PyBytes_AS_STRING(item);
-            p->len = PyBytes_GET_SIZE(item);
-            continue;
-        }
-        long hole = PyLong_Check(item) ? PyLong_AsLong(item) : -1;
-        if (hole < 0 || hole >= H_COUNT) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "template %d, item %zd: not text or a hole", op, i);
-            return -1;
-        }
-        p->hole = (int)hole;
-    }
-    return 0;
-}
-
 /* -- one row event ----------------------------------------------------------------- */
 
 typedef struct {
-    int64_t ts;        /* the event's timestamp, seconds since the epoch */
-    int64_t server_id; /* the server that wrote the transaction's first row event */
-    const char *gtid;  /* JSON text */
-    Py_ssize_t gtid_len;
-    const char *file;  /* JSON text */
-    Py_ssize_t file_len;
-    int64_t pos;       /* the row event's position */
-    const char *id_prefix; /* the event ids' text before the index */
-    Py_ssize_t id_prefix_len;
-    int64_t index;     /* the first row's index in its transaction */
-} Context;
-
-typedef struct {
     PyObject_HEAD
-    ImageObject *image;
-    PyObject *templates; /* the template tuples: own the texts */
-    Template tpl[3];
-    PyObject *topics[3];
-    PyObject *id_header;
-    int tombstones;
+    ImageObject *image; /* NULL until __init__ succeeds */
+    RecordSpec spec;
 } PlanObject;
 
 static PyTypeObject PlanType;
@@ -225,112 +136,6 @@ first_image(ImageObject *image, const unsigned char *body, Py_ssize_t size, int 
     return pos;
 }
 
-/* The value of a row from its template, at buf + o (the images at [b0, b1) and
- * [a0, a1) of buf, or null where b0/a0 is -1): the offset after it, or -1. */
-static Py_ssize_t
-put_value(PlanObject *plan, const Context *ctx, int op, int64_t row, Py_ssize_t b0,
-          Py_ssize_t b1, Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t o)
-{
-    Template *t = &plan->tpl[op];
-    ImageObject *image = plan->image;
-    Py_ssize_t need = 0;
-    for (Py_ssize_t i = 0; i < t->n; i++) {
-        switch (t->pieces[i].hole) {
-        case H_TEXT: need += t->pieces[i].len; break;
-        case H_BEFORE: need += b0 < 0 ? 4 : b1 - b0; break;
-        case H_AFTER: need += a0 < 0 ? 4 : a1 - a0; break;
-        case H_GTID: need += ctx->gtid_len; break;
-        case H_FILE: need += ctx->file_len; break;
-        default: need += 21; /* a 64-bit integer's digits and sign */
-        }
-    }
-    if (rj_reserve(image, o, need) < 0)
-        return -1;
-    char *b = image->buf;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    for (Py_ssize_t i = 0; i < t->n; i++) {
-        Piece *p = &t->pieces[i];
-        switch (p->hole) {
-        case H_TEXT:
-            memcpy(b + o, p->text, p->len);
-            o += p->len;
-            break;
-        case H_BEFORE:
-        case H_AFTER: {
-            Py_ssize_t from = p->hole == H_BEFORE ? b0 : a0;
-            Py_ssize_t to = p->hole == H_BEFORE ? b1 : a1;
-            if (from < 0) {
-                memcpy(b + o, "null", 4);
-                o += 4;
-            }
-            else {
-                memcpy(b + o, b + from, to - from);
-                o += to - from;
-            }
-            break;
-        }
-        case H_GTID:
-            memcpy(b + o, ctx->gtid, ctx->gtid_len);
-            o += ctx->gtid_len;
-            break;
-        case H_FILE:
-            memcpy(b + o, ctx->file, ctx->file_len);
-            o += ctx->file_len;
-            break;
-        case H_TS_MS: o += rj_put_i64(b + o, ctx->ts * 1000); break;
-        case H_TS_US: o += rj_put_i64(b + o, ctx->ts * 1000000); break;
-        case H_TS_NS: o += rj_put_i64(b + o, ctx->ts * 1000000000); break;
-        case H_SERVER_ID: o += rj_put_i64(b + o, ctx->server_id); break;
-        case H_POS: o += rj_put_i64(b + o, ctx->pos); break;
-        case H_ROW: o += rj_put_i64(b + o, row); break;
-        case H_NOW_MS: o += rj_put_i64(b + o, now_ns / 1000000); break;
-        case H_NOW_US: o += rj_put_i64(b + o, now_ns / 1000); break;
-        case H_NOW_NS: o += rj_put_i64(b + o, now_ns); break;
-        }
-    }
-    return o;
-}
-
-/* [(id_header, id_prefix + index [+ "/1"])]: a record's headers. */
-static PyObject *
-id_headers(PlanObject *plan, const Context *ctx, int64_t index, int tombstone)
-{
-    char digits[24];
-    Py_ssize_t n = rj_put_i64(digits, index);
-    PyObject *id = PyBytes_FromStringAndSize(NULL, ctx->id_prefix_len + n + (tombstone ? 2 : 0));
-    if (id == NULL)
-        return NULL;
-    char *out = PyBytes_AS_STRING(id);
-    memcpy(out, ctx->id_prefix, ctx->id_prefix_len);
-    memcpy(out + ctx->id_prefix_len, digits, n);
-    if (tombstone)
-        memcpy(out + ctx->id_prefix_len + n, "/1", 2);
-    PyObject *header = PyTuple_Pack(2, plan->id_header, id);
-    Py_DECREF(id);
-    if (header == NULL)
-        return NULL;
-    PyObject *headers = PyList_New(1);
-    if (headers == NULL) {
-        Py_DECREF(header);
-        return NULL;
-    }
-    PyList_SET_ITEM(headers, 0, header);
-    return headers;
-}
-
-static int
-append_record(PyObject *out, PyObject *topic, PyObject *key, PyObject *value, PyObject *headers)
-{
-    PyObject *record = PyTuple_Pack(4, topic, key, value, headers);
-    if (record == NULL)
-        return -1;
-    int r = PyList_Append(out, record);
-    Py_DECREF(record);
-    return r;
-}
-
 /* One row at body[*pos] (moved past it) appended to `out`: 0, -1 on an error,
  * -2 where it is not taken. */
 static int
@@ -339,7 +144,7 @@ render_row(PlanObject *plan, const Context *ctx, const unsigned char *body, Py_s
 {
     ImageObject *image = plan->image;
     Py_ssize_t b0 = -1, b1 = 0, a0 = -1, a1 = 0, o = 0;
-    PyObject *before_key = NULL, *key = NULL, *value = NULL, *headers = NULL;
+    PyObject *before_key = NULL, *key = NULL;
     int ascii, r = -1;
     if (op != OP_INSERT) {
         Py_ssize_t end = rj_render_image(image, body, size, *pos, 0, 1, pos, &ascii);
@@ -376,27 +181,12 @@ render_row(PlanObject *plan, const Context *ctx, const unsigned char *body, Py_s
             goto done;
         }
     }
-    Py_ssize_t end = put_value(plan, ctx, op, row, b0, b1, a0, a1, o);
-    if (end < 0)
+    if (rj_emit(&plan->spec, &image->out, ctx, op, row, b0, b1, a0, a1, o, key, out) < 0)
         goto done;
-    if ((value = PyBytes_FromStringAndSize(image->buf + o, end - o)) == NULL)
-        goto done;
-    int64_t index = ctx->index + row;
-    PyObject *topic = plan->topics[op];
-    if ((headers = id_headers(plan, ctx, index, 0)) == NULL ||
-        append_record(out, topic, key, value, headers) < 0)
-        goto done;
-    if (op == OP_DELETE && plan->tombstones) {
-        Py_SETREF(headers, id_headers(plan, ctx, index, 1));
-        if (headers == NULL || append_record(out, topic, key, Py_None, headers) < 0)
-            goto done;
-    }
     r = 0;
 done:
     Py_XDECREF(before_key);
     Py_XDECREF(key);
-    Py_XDECREF(value);
-    Py_XDECREF(headers);
     return r;
 }
 
@@ -439,7 +229,7 @@ Plan_render(PlanObject *self, PyObject *args)
     long long ts, server_id, pos, index;
     Context ctx;
     if (self->image == NULL)
-        return not_initialised("RecordPlan");
+        return rj_not_initialised("RecordPlan");
     if (!PyArg_ParseTuple(args, "O!i(LLy#y#Ly#L)", &PyBytes_Type, &body_obj, &type, &ts,
                           &server_id, &ctx.gtid, &ctx.gtid_len, &ctx.file, &ctx.file_len, &pos,
                           &ctx.id_prefix, &ctx.id_prefix_len, &index))
@@ -452,7 +242,7 @@ Plan_render(PlanObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "index %lld out of range", index);
         return NULL;
     }
-    ctx.ts = ts;
+    ctx.ts_us = ts * 1000000;
     ctx.server_id = server_id;
     ctx.pos = pos;
     ctx.index = index;
@@ -480,31 +270,12 @@ Plan_init(PlanObject *self, PyObject *args, PyObject *kwargs)
                                      &PyTuple_Type, &templates, &PyTuple_Type, &topics,
                                      &tombstones, &id_header))
         return -1;
-    if (self->templates != NULL) { /* also after a failed attempt: its parts are held */
-        PyErr_SetString(PyExc_TypeError, "RecordPlan is initialised once");
-        return -1;
-    }
-    if (((ImageObject *)image)->buf == NULL) {
+    if (((ImageObject *)image)->out.data == NULL) {
         PyErr_SetString(PyExc_TypeError, "Image.__init__ was not called");
         return -1;
     }
-    if (PyTuple_GET_SIZE(templates) != 3 || PyTuple_GET_SIZE(topics) != 3) {
-        PyErr_SetString(PyExc_ValueError, "one template and one topic per op (insert, update, delete)");
+    if (rj_spec_init(&self->spec, templates, topics, tombstones, id_header) < 0)
         return -1;
-    }
-    self->templates = Py_NewRef(templates);
-    for (int op = 0; op < 3; op++) {
-        if (compile_template(&self->tpl[op], PyTuple_GET_ITEM(templates, op), op) < 0)
-            return -1;
-        PyObject *topic = PyTuple_GET_ITEM(topics, op);
-        if (!PyUnicode_Check(topic)) {
-            PyErr_Format(PyExc_TypeError, "topic %d: a str expected", op);
-            return -1;
-        }
-        self->topics[op] = Py_NewRef(topic);
-    }
-    self->id_header = Py_NewRef(id_header);
-    self->tombstones = tombstones;
     self->image = (ImageObject *)Py_NewRef(image); /* last: it marks the plan as usable */
     return 0;
 }
@@ -512,12 +283,7 @@ Plan_init(PlanObject *self, PyObject *args, PyObject *kwargs)
 static void
 Plan_dealloc(PlanObject *self)
 {
-    for (int op = 0; op < 3; op++) {
-        PyMem_Free(self->tpl[op].pieces);
-        Py_XDECREF(self->topics[op]);
-    }
-    Py_XDECREF(self->templates);
-    Py_XDECREF(self->id_header);
+    rj_spec_clear(&self->spec);
     Py_XDECREF(self->image);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -531,7 +297,7 @@ static PyMethodDef Plan_methods[] = {
 
 static PyTypeObject PlanType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql._rowjson.RecordPlan",
+    .tp_name = "connectors.accel._accel.RecordPlan",
     .tp_doc = PyDoc_STR("RecordPlan(image, templates, topics, tombstones, id_header): the Kafka\n"
                         "records of one table version's row events; see the module's source."),
     .tp_basicsize = sizeof(PlanObject),
@@ -603,7 +369,6 @@ typedef struct {
     PyObject *plan; /* a strong reference; Py_None: rows skipped */
 } Mapped;
 
-enum { TAKEN = 0, DECLINED = 1, INCOMPLETE = 2 };
 
 /* Where the transaction whose first event after its GTID is at buf[pos] ends:
  * the offset after its XID event; 0 where the buffer ends first; -1 at the
@@ -725,7 +490,7 @@ take_transaction(ScannerObject *self, const unsigned char *buf, Py_ssize_t size,
             ctx.server_id = p.server_id;
             have_server = 1;
         }
-        ctx.ts = p.timestamp;
+        ctx.ts_us = (int64_t)p.timestamp * 1000000;
         ctx.pos = (int64_t)p.log_pos - (int64_t)p.size;
         ctx.index = index;
         int64_t rows;
@@ -773,7 +538,7 @@ Scanner_scan(ScannerObject *self, PyObject *args)
     PyObject *gtid_state;
     Scan s = {0};
     if (self->tables == NULL)
-        return not_initialised("Scanner");
+        return rj_not_initialised("Scanner");
     if (!PyArg_ParseTuple(args, "O!ny#y#O!n", &PyBytes_Type, &buf_obj, &pos, &s.file,
                           &s.file_len, &s.id_file, &s.id_file_len, &PyDict_Type, &gtid_state,
                           &max_rows))
@@ -837,7 +602,7 @@ Scanner_learn(ScannerObject *self, PyObject *args)
     const char *id;
     Py_ssize_t id_len;
     if (self->tables == NULL)
-        return not_initialised("Scanner");
+        return rj_not_initialised("Scanner");
     if (!PyArg_ParseTuple(args, "y#O!O", &id, &id_len, &PyBytes_Type, &table_map, &plan))
         return NULL;
     if (id_len != 6) {
@@ -849,7 +614,7 @@ Scanner_learn(ScannerObject *self, PyObject *args)
         return NULL;
     }
     if (plan != Py_None && ((PlanObject *)plan)->image == NULL)
-        return not_initialised("RecordPlan");
+        return rj_not_initialised("RecordPlan");
     PyObject *key = PyLong_FromUnsignedLongLong(le_n((const unsigned char *)id, 6));
     PyObject *entry = key == NULL ? NULL : PyTuple_Pack(2, table_map, plan);
     int r = entry == NULL ? -1 : PyDict_SetItem(self->tables, key, entry);
@@ -864,7 +629,7 @@ static PyObject *
 Scanner_forget(ScannerObject *self, PyObject *Py_UNUSED(args))
 {
     if (self->tables == NULL)
-        return not_initialised("Scanner");
+        return rj_not_initialised("Scanner");
     PyDict_Clear(self->tables);
     Py_RETURN_NONE;
 }
@@ -903,7 +668,7 @@ static PyMethodDef Scanner_methods[] = {
 
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql._rowjson.Scanner",
+    .tp_name = "connectors.accel._accel.Scanner",
     .tp_doc = PyDoc_STR("Scanner(checksum): whole MariaDB transactions rendered as Kafka records;\n"
                         "see the module's source."),
     .tp_basicsize = sizeof(ScannerObject),
@@ -917,19 +682,13 @@ static PyTypeObject ScannerType = {
 /* -- the module's part ------------------------------------------------------------- */
 
 int
-rj_add_records(PyObject *module)
+rj_add_mysql_scan(PyObject *module)
 {
     if (PyType_Ready(&PlanType) < 0 || PyType_Ready(&ScannerType) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "RecordPlan", (PyObject *)&PlanType) < 0 ||
         PyModule_AddObjectRef(module, "Scanner", (PyObject *)&ScannerType) < 0)
         return -1;
-    for (int h = 0; h < H_COUNT; h++) {
-        char name[32];
-        snprintf(name, sizeof name, "HOLE_%s", HOLE_NAMES[h]);
-        if (PyModule_AddIntConstant(module, name, h) < 0)
-            return -1;
-    }
     if (PyModule_AddIntConstant(module, "SCAN_END", SCAN_END) < 0 ||
         PyModule_AddIntConstant(module, "SCAN_PYTHON", SCAN_PYTHON) < 0 ||
         PyModule_AddIntConstant(module, "SCAN_INCOMPLETE", SCAN_INCOMPLETE) < 0 ||
