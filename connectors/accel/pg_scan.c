@@ -31,6 +31,8 @@
  *   .learn(oid, table)   the relation's rows rendered by `table`, or skipped (None:
  *                        a table not captured; its rows still count in the index)
  *   .forget(oid)         its transactions go to the Python path
+ *   .changes(...)        the changes of a streamed transaction's replay (see
+ *                        PgScanner_changes)
  *   .scan(messages, start, last_commit, max_rows)
  *         -> (next, stop, records, commit_times, rows, end_lsn, xid, last_commit)
  *     messages: [(wal_start, payload), ...]; the whole transactions from
@@ -225,19 +227,20 @@ render_tuple(PgTableObject *t, const unsigned char *data, Py_ssize_t size, Py_ss
     return o;
 }
 
-/* One Insert, Update or Delete message (payload[0] its type) appended to `out`
- * as records: 0, -1 on an error, -2 where it is not taken. */
+/* One Insert, Update or Delete message (payload[0] its type; its body at
+ * payload[body]: 1, or 5 inside a stream block, after the xid) appended to
+ * `out` as records: 0, -1 on an error, -2 where it is not taken. */
 static int
 render_change(PgTableObject *t, const Context *ctx, const unsigned char *payload, Py_ssize_t size,
-              PyObject *out)
+              Py_ssize_t body, PyObject *out)
 {
-    if (size < 6)
+    if (size < body + 5)
         return -2;
     int op = payload[0] == 'I' ? OP_INSERT : payload[0] == 'U' ? OP_UPDATE : OP_DELETE;
-    unsigned char marker = payload[5];
+    unsigned char marker = payload[body + 4];
     if (op == OP_DELETE ? marker != 'K' && marker != 'O' : marker != 'N')
         return -2; /* an update with the old tuple: the general path compares the keys */
-    Py_ssize_t pos = 6;
+    Py_ssize_t pos = body + 5;
     Py_ssize_t end = render_tuple(t, payload, size, &pos, 0);
     if (end < 0)
         return (int)end;
@@ -364,6 +367,27 @@ typedef struct {
     int have_last_commit;
 } Scan;
 
+/* What the changes of a transaction share: its commit time, xid, the commit
+ * LSN before it (Debezium's sequence: \"n\" or null, written to last_commit,
+ * 32 bytes) and the event ids' text before the index (format_position of its
+ * commit LSN, written to id_prefix, 24 bytes). */
+static void
+transaction_context(Context *ctx, uint64_t commit_lsn, int64_t ts_us, uint64_t xid,
+                    int have_last_commit, uint64_t last_commit_lsn, char *id_prefix,
+                    char *last_commit)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->ts_us = ts_us;
+    ctx->txid = (int64_t)xid;
+    ctx->id_prefix = id_prefix;
+    ctx->id_prefix_len = snprintf(id_prefix, 24, "%llX/", (unsigned long long)commit_lsn);
+    ctx->last_commit = last_commit;
+    ctx->last_commit_len =
+        have_last_commit
+            ? snprintf(last_commit, 32, "\\\"%llu\\\"", (unsigned long long)last_commit_lsn)
+            : snprintf(last_commit, 32, "null");
+}
+
 /* messages[i] as (wal_start, payload, size); 0, or -1 (not a (int, bytes) pair). */
 static int
 message_at(PyObject *messages, Py_ssize_t i, uint64_t *lsn, const unsigned char **payload,
@@ -417,15 +441,10 @@ take_transaction(PgScannerObject *self, PyObject *messages, Py_ssize_t start, Sc
         return DECLINED; /* the general path reports it */
     uint64_t end_lsn = be64(p + 10);
     int64_t commit_ts = (int64_t)be64(p + 18) + PG_EPOCH_OFFSET_US;
-    /* the event ids' text before the index: format_position of the commit LSN */
     char id_prefix[24], last_commit[32];
-    int id_len = snprintf(id_prefix, sizeof id_prefix, "%llX/", (unsigned long long)final_lsn);
-    int last_len = s->have_last_commit
-                       ? snprintf(last_commit, sizeof last_commit, "\\\"%llu\\\"",
-                                  (unsigned long long)s->last_commit)
-                       : snprintf(last_commit, sizeof last_commit, "null");
-    Context ctx = {.ts_us = ts_us, .txid = (int64_t)xid, .last_commit = last_commit,
-                   .last_commit_len = last_len, .id_prefix = id_prefix, .id_prefix_len = id_len};
+    Context ctx;
+    transaction_context(&ctx, final_lsn, ts_us, xid, s->have_last_commit, s->last_commit,
+                        id_prefix, last_commit);
     Py_ssize_t mark = PyList_GET_SIZE(s->records), rows = 0;
     int r = TAKEN;
     for (Py_ssize_t i = start + 1; i < end; i++) {
@@ -446,7 +465,7 @@ take_transaction(PgScannerObject *self, PyObject *messages, Py_ssize_t start, Sc
             continue; /* a table not captured: its change still has its index */
         ctx.pos = (int64_t)lsn;
         Py_INCREF(table); /* held while rendering: nothing below may drop it */
-        int done = render_change((PgTableObject *)table, &ctx, p, size, s->records);
+        int done = render_change((PgTableObject *)table, &ctx, p, size, 1, s->records);
         Py_DECREF(table);
         if (done < 0) {
             r = done == -2 ? DECLINED : -1;
@@ -539,6 +558,100 @@ error:
     return NULL;
 }
 
+/* changes(items, start, aborted, commit_lsn, ts_us, xid, last_commit, index, max_rows)
+ *     -> (next, records, rows, changes)
+ * A streamed transaction's replay (pgoutput.py, _replay): the records of the
+ * run of changes from items[start] (items: (subxid, wal_start, payload), the
+ * payload's body after the type byte and the xid), up to the first item it
+ * does not take, or max_rows rows; the index of the first change is `index`.
+ * Items of an aborted subtransaction (in `aborted`) are passed over. `changes`:
+ * how many changes it went past (the next index is index + changes); `rows`:
+ * how many it rendered (not those of tables not captured). */
+static PyObject *
+PgScanner_changes(PgScannerObject *self, PyObject *args)
+{
+    PyObject *items, *aborted, *last_commit_obj;
+    Py_ssize_t start, max_rows;
+    unsigned long long commit_lsn, xid;
+    long long ts_us, index;
+    if (self->tables == NULL)
+        return rj_not_initialised("PgScanner");
+    if (!PyArg_ParseTuple(args, "O!nO!KLKOLn", &PyList_Type, &items, &start, &PySet_Type,
+                          &aborted, &commit_lsn, &ts_us, &xid, &last_commit_obj, &index,
+                          &max_rows))
+        return NULL;
+    if (start < 0 || start > PyList_GET_SIZE(items) || ts_us < 0 || ts_us > MAX_TS_US ||
+        index < 0 || index > (1LL << 62)) {
+        PyErr_SetString(PyExc_ValueError, "start, ts_us or index out of range");
+        return NULL;
+    }
+    uint64_t last_commit_lsn = 0;
+    if (last_commit_obj != Py_None) {
+        last_commit_lsn = PyLong_AsUnsignedLongLong(last_commit_obj);
+        if (last_commit_lsn == (uint64_t)-1 && PyErr_Occurred())
+            return NULL;
+    }
+    char id_prefix[24], last_commit[32];
+    Context ctx;
+    transaction_context(&ctx, commit_lsn, ts_us, xid, last_commit_obj != Py_None,
+                        last_commit_lsn, id_prefix, last_commit);
+    PyObject *records = PyList_New(0);
+    if (records == NULL)
+        return NULL;
+    Py_INCREF(items);
+    Py_ssize_t i = start, rows = 0, changes = 0;
+    int check_aborted = PySet_GET_SIZE(aborted) > 0;
+    for (; i < PyList_GET_SIZE(items) && rows < max_rows; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 2)))
+            break;
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 2));
+        Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 2));
+        if (size < 9 || (p[0] != 'I' && p[0] != 'U' && p[0] != 'D'))
+            break; /* a Relation, Type, Truncate, message: the decoder's */
+        if (check_aborted) {
+            int gone = PySet_Contains(aborted, PyTuple_GET_ITEM(item, 0));
+            if (gone < 0)
+                goto error;
+            if (gone)
+                continue; /* rolled back: no change, no index */
+        }
+        uint64_t lsn = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 1));
+        if (lsn == (uint64_t)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            break;
+        }
+        PyObject *oid = PyLong_FromUnsignedLong(be32(p + 5));
+        PyObject *table = oid == NULL ? NULL : PyDict_GetItemWithError(self->tables, oid);
+        Py_XDECREF(oid);
+        if (table == NULL) {
+            if (PyErr_Occurred())
+                goto error;
+            break; /* a relation not taught */
+        }
+        ctx.index = index + changes;
+        if (table != Py_None) {
+            ctx.pos = (int64_t)lsn;
+            Py_INCREF(table);
+            int done = render_change((PgTableObject *)table, &ctx, p, size, 5, records);
+            Py_DECREF(table);
+            if (done == -1)
+                goto error;
+            if (done == -2)
+                break;
+            rows++;
+        }
+        changes++;
+    }
+    Py_DECREF(items);
+    return Py_BuildValue("(nNnn)", i, records, rows, changes);
+error:
+    Py_DECREF(items);
+    Py_DECREF(records);
+    return NULL;
+}
+
 static PyObject *
 PgScanner_learn(PgScannerObject *self, PyObject *args)
 {
@@ -592,6 +705,9 @@ static PyMethodDef PgScanner_methods[] = {
      PyDoc_STR("scan(messages, start, last_commit, max_rows)\n"
                "-> (next, stop, records, commit_times, rows, end_lsn, xid, last_commit);\n"
                "see the module's source.")},
+    {"changes", (PyCFunction)PgScanner_changes, METH_VARARGS,
+     PyDoc_STR("changes(items, start, aborted, commit_lsn, ts_us, xid, last_commit, index,\n"
+               "max_rows) -> (next, records, rows, changes); see the function's comment.")},
     {"learn", (PyCFunction)PgScanner_learn, METH_VARARGS,
      PyDoc_STR("learn(oid, table): the relation's rows rendered by table (a PgTable), or\n"
                "skipped (None).")},

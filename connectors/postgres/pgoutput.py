@@ -49,6 +49,7 @@ from cdc.model import (
     Commit,
     JsonValues,
     RenderedRow,
+    RowRecords,
 )
 
 from .lsn import PG_EPOCH_OFFSET_US, format_lsn
@@ -84,6 +85,8 @@ _MESSAGE_NAMES = {
 }  # fmt: skip
 _TWO_PHASE = frozenset(map(ord, "bPKrp"))
 _SCHEMA_KINDS = frozenset(map(ord, "RY"))
+# Rows of a streamed transaction's replay rendered into one RowRecords at most.
+_RUN_ROWS = 2000
 # Messages that carry the (sub)transaction xid after the type byte inside a
 # Stream Start..Stop block.
 _STREAMABLE = frozenset(map(ord, "IUDTMRY"))
@@ -223,6 +226,9 @@ class PgoutputDecoder:
         # Told about every Relation taken (a new table, or a changed one): a
         # source that renders whole transactions itself learns them so.
         self.on_relation = on_relation
+        # That source's scanner (connectors.accel's PgScanner): it renders the
+        # changes of streamed transactions as they are replayed, too.
+        self.scanner: Any = None
         # One limit for every open streamed transaction together.
         self._budget = MemoryBudget(spill_threshold)
         self.relations: dict[int, Relation] = {}
@@ -244,7 +250,7 @@ class PgoutputDecoder:
             ord("R"): self._relation,
             ord("Y"): self._type,
         }
-        self._control: dict[int, Callable[[int, bytes], Iterable[Change | Commit]]] = {
+        self._control: dict[int, Callable[[int, bytes], Iterable[Change | Commit | RowRecords]]] = {
             ord("B"): self._begin,
             ord("C"): self._commit,
             ord("O"): self._origin,
@@ -261,11 +267,12 @@ class PgoutputDecoder:
 
     def decode(
         self, wal_start: int, payload: bytes | bytearray | memoryview
-    ) -> Iterable[Change | Commit]:
+    ) -> Iterable[Change | Commit | RowRecords]:
         """Decode one XLogData payload; `wal_start` is its LSN.
 
         Returns the Changes it completes (a tuple, or a lazy generator for a
-        Stream Commit), with a Commit after a transaction's last change.
+        Stream Commit, where `scanner` may render runs of them whole as
+        RowRecords), with a Commit after a transaction's last change.
         Raises DecodeError for malformed or unexpected messages.
         """
         if type(payload) is not bytes:
@@ -382,7 +389,7 @@ class PgoutputDecoder:
         streamed.buffer.discard(lambda item: item[0] == subxid and item[2][0] not in _SCHEMA_KINDS)
         return ()
 
-    def _stream_commit(self, lsn: int, buf: bytes) -> Iterator[Change | Commit]:
+    def _stream_commit(self, lsn: int, buf: bytes) -> Iterator[Change | Commit | RowRecords]:
         if self._stream_xid is not None:
             raise ValueError("Stream Commit inside a stream block")
         xid, _flags, commit_lsn, end_lsn, ts = _STREAM_COMMIT.unpack_from(buf, 1)
@@ -397,22 +404,45 @@ class PgoutputDecoder:
 
     def _replay(
         self, streamed: _StreamedTxn, txn: _Txn, commit: Commit
-    ) -> Iterator[Change | Commit]:
+    ) -> Iterator[Change | Commit | RowRecords]:
         aborted = streamed.aborted
         data, schema = self._data, self._schema
+        scanner = self.scanner
         wal_start, payload = txn.position, b""
         try:
-            for subxid, wal_start, payload in streamed.buffer.replay():
-                kind = payload[0]
-                if kind in _SCHEMA_KINDS:
-                    schema[kind](payload, 5)
-                elif subxid not in aborted:
-                    yield from data[kind](payload, 5, wal_start, txn)
+            for chunk in streamed.buffer.replay_chunks():
+                i, n = 0, len(chunk)
+                while i < n:
+                    if scanner is not None:  # a run of changes rendered whole, in C
+                        i, made = self._render_run(scanner, chunk, i, aborted, txn)
+                        if made is not None:
+                            yield made
+                        if i == n:
+                            break
+                    subxid, wal_start, payload = chunk[i]
+                    i += 1
+                    kind = payload[0]
+                    if kind in _SCHEMA_KINDS:
+                        schema[kind](payload, 5)
+                    elif subxid not in aborted:
+                        yield from data[kind](payload, 5, wal_start, txn)
         except _MALFORMED as exc:
             raise _decode_error(payload, wal_start, exc) from exc
         finally:
             streamed.buffer.close()
         yield commit
+
+    @staticmethod
+    def _render_run(scanner: Any, chunk: list[tuple[int, int, bytes]], start: int,
+                    aborted: set[int], txn: _Txn) -> tuple[int, RowRecords | None]:  # fmt: skip
+        """The records of the run of changes at chunk[start] the scanner takes
+        (at most _RUN_ROWS rows), and where the run ends; txn.index moves past it."""
+        following, records, rows, changes = scanner.changes(
+            chunk, start, aborted, txn.position, txn.commit_ts, txn.xid,
+            txn.source["last_commit_lsn"], txn.index, _RUN_ROWS,
+        )  # fmt: skip
+        txn.index += changes
+        return following, RowRecords(records, rows) if records else None
 
     # --- schema -------------------------------------------------------------
 

@@ -142,7 +142,7 @@ class PostgresSource:
         )
         if (self.record_format is not None and self.json_values is not None
                 and accelerator is not None):  # fmt: skip
-            self._scanner = accelerator.PgScanner()
+            self._scanner = self._decoder.scanner = accelerator.PgScanner()
             self._decoder.on_relation = self._learn
         self._stream.connect()
         snapshot_name = None
@@ -539,7 +539,9 @@ class PostgresSource:
         return acc.PgTable(tuple(program), keys, tuple(templates), topics, spec.tombstones,
                            EVENT_ID_HEADER)  # fmt: skip
 
-    def _kept(self, items: Iterable[Change | Commit]) -> Iterator[Change | Commit]:
+    def _kept(
+        self, items: Iterable[Change | Commit | RowRecords]
+    ) -> Iterator[Change | Commit | RowRecords]:
         for item in items:
             if item.__class__ is not Change or self._keep(item):
                 yield item

@@ -137,6 +137,12 @@ class SpillBuffer:
         Reads the file back one chunk at a time. Closing the generator early
         (or losing it) also closes the buffer and deletes the file.
         """
+        for chunk in self.replay_chunks():
+            yield from chunk
+
+    def replay_chunks(self) -> Generator[list[Any], None, None]:
+        """`replay()` a list at a time: each chunk read back from the file (about
+        1 MB of pickle), then the items still in memory."""
         if self._closed:
             raise ValueError("replay of a closed SpillBuffer")
         try:
@@ -144,10 +150,11 @@ class SpillBuffer:
                 self._file.flush()
                 self._file.seek(0)
                 for _ in range(self._chunks):
-                    yield from pickle.load(self._file)
+                    yield pickle.load(self._file)
             items, self._items = self._items, []
             self._release()
-            yield from items
+            if items:
+                yield items
         finally:
             self.close()
 
