@@ -14,15 +14,13 @@ rendered by the scanner: test_mysql_scanner.py.)
 
 from __future__ import annotations
 
-import re
 import struct
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from cdc.model import Change, Commit, RecordFormat, RowRecords
-from cdc.pipeline import Pipeline
+from cdc.model import Change, RecordFormat, RowRecords
 from cdc.render import TopicNamer
 from connectors.mysql import events as ev
 from connectors.mysql import rows
@@ -46,6 +44,7 @@ from mappers.debezium import DebeziumFormat
 from tests.unit.test_mysql_rendered_rows import _pack_datetime2
 from tests.unit.test_mysql_rows import ALLTYPES_DELETE, ALLTYPES_INSERT, ALLTYPES_MAP, _pack_decimal
 from tests.unit.test_mysql_source import Binlog, mariadb_gtid, source
+from tests.unit.whole_records import Sink, feed, pipeline, record_format
 
 pytestmark = pytest.mark.skipif(rows.accelerator is None, reason="the C accelerator is not built")
 
@@ -84,10 +83,6 @@ def _body(images: list[bytes], update: bool = False) -> bytes:
     return body + b"".join(images)
 
 
-def record_format(fmt: DebeziumFormat, topic: str = "{database}.{table}.{op}") -> RecordFormat:
-    return RecordFormat(fmt.record_template, TopicNamer(topic, "p"), fmt.tombstones)
-
-
 def _events() -> list[tuple[int, bytes]]:
     """A transaction of every kind of row event, as (type, body)."""
     return [
@@ -97,46 +92,6 @@ def _events() -> list[tuple[int, bytes]]:
         (UPDATE_ROWS_V1, _body([_image(3), _image(30)], update=True)),  # the key changes
         (DELETE_ROWS_V1, _body([_image(1, "B-2", "y"), _image(30)])),
     ]  # fmt: skip
-
-
-class Sink:
-    wait_hook = None
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any, Any, Any]] = []
-
-    def start(self) -> None:
-        pass
-
-    def send(self, topic: str, key: Any, value: Any, headers: Any, callback: Any) -> None:
-        if value is not None:  # the time of rendering differs between runs: a row's
-            # value ends in it, a logical message's (PostgreSQL) begins with it
-            value, n = re.subn(rb',"ts_ms":\d+,"ts_us":\d+,"ts_ns":\d+}$',
-                               b',"ts_ms":T,"ts_us":T,"ts_ns":T}', value)  # fmt: skip
-            if n == 0:
-                value, n = re.subn(rb'^{"op":"m","ts_ms":(\d+|T),', b'{"op":"m","ts_ms":T,', value)
-            assert n == 1, value
-        self.sent.append((topic, key, value, headers))
-        callback(None, None)
-
-    def producer_produce(self) -> Any:
-        def produce(topic: str, value: Any, key: Any, partition: int, callback: Any,
-                    on_delivery: None, timestamp: int, headers: Any) -> None:  # fmt: skip
-            assert partition == -1 and on_delivery is None and timestamp == 0
-            self.send(topic, key, value, headers, callback)
-
-        return produce
-
-    def poll(self, timeout: float = 0) -> int:
-        return 0
-
-
-class Store:
-    def load(self) -> None:
-        return None
-
-    def save(self, offsets: Any) -> None:
-        pass
 
 
 def _run(events: list[tuple[int, bytes]], key: tuple[int, ...], whole: bool,
@@ -155,16 +110,9 @@ def _run(events: list[tuple[int, bytes]], key: tuple[int, ...], whole: bool,
         src._handle(log.packet(event_type, body), items)
     src._handle(log.packet(ev.XID_EVENT, struct.pack("<Q", 77)), items)
     sink = Sink()
-    pipeline = Pipeline("p", src, None, fmt.render, sink, Store(), "{database}.{table}.{op}")  # type: ignore[arg-type]
-    for item in items:
-        if type(item) is Change:
-            pipeline._process(item)
-        elif type(item) is RowRecords:
-            pipeline._process_records(item)
-        else:
-            assert type(item) is Commit
-            pipeline._commit(item)
-    assert pipeline.checkpointer.advance() == items[-1].position
+    run = pipeline(src, fmt, sink, "{database}.{table}.{op}")
+    feed(run, items)
+    assert run.checkpointer.advance() == items[-1].position
     return sink.sent, [type(i) for i in items]
 
 

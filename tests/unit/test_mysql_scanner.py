@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 
 from cdc.model import Change, Commit, RowRecords
-from cdc.pipeline import Pipeline
 from connectors.mysql import events as ev
 from connectors.mysql import rows
 from connectors.mysql import source as source_module
@@ -47,9 +46,9 @@ from connectors.mysql.rows import (
 from connectors.mysql.source import MysqlSource, PacketReader
 from mappers.debezium import DebeziumFormat
 from tests.unit.test_mysql_rendered_rows import _pack_datetime2
-from tests.unit.test_mysql_row_records import Sink, Store, record_format
 from tests.unit.test_mysql_rows import _pack_decimal
 from tests.unit.test_mysql_source import Binlog, mariadb_gtid, query, source
+from tests.unit.whole_records import Sink, assert_same, feed, outcome, pipeline, record_format
 
 pytestmark = pytest.mark.skipif(rows.accelerator is None, reason="the C accelerator is not built")
 
@@ -261,42 +260,21 @@ def run(stream: bytes, scanned: bool, cuts: list[int], tombstones: bool = True) 
     theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
     src._packets = PacketReader(ours)
     sink = Sink()
-    pipeline = Pipeline("p", src, None, fmt.render, sink, Store(), "{database}.{table}.{op}")  # type: ignore[arg-type]
+    run = pipeline(src, fmt, sink, "{database}.{table}.{op}")
     commits: list[Commit] = []
     kinds: set[type] = set()
     try:
         for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
             theirs.sendall(stream[start:end])
-            while True:
-                items = src.read(0)
-                if not items:
-                    break
-                for item in items:
-                    kinds.add(type(item))
-                    if type(item) is Change:
-                        pipeline._process(item)
-                    elif type(item) is RowRecords:
-                        pipeline._process_records(item)
-                    else:
-                        assert type(item) is Commit
-                        pipeline._commit(item)
-                        commits.append(item)
+            while items := src.read(0):
+                commits += feed(run, items, kinds)
         assert src._packets.pos == len(src._packets.buf)  # everything read
     finally:
         ours.close()
         theirs.close()
-    acked = pipeline.checkpointer.advance()
-    transactions, _ = pipeline.checkpointer.take_stats()
-    return {
-        "sent": sink.sent,
-        "acked": acked,
-        "positions": [c.position for c in commits],
-        "commit_times": [t for c in commits for t in (*c.earlier_commit_ts, c.commit_ts)],
-        "transactions": transactions,
-        "gtid": (src._gtid_text, dict(src._gtid_state), src._last_commit, src._file),
-        "kinds": kinds,
-        "counts": pipeline.counts,
-    }
+    made = outcome(run, sink, commits, kinds)
+    made["gtid"] = (src._gtid_text, dict(src._gtid_state), src._last_commit, src._file)
+    return made
 
 
 def compare(stream: bytes, cuts: list[int], tombstones: bool = True) -> dict[str, Any]:
@@ -304,17 +282,7 @@ def compare(stream: bytes, cuts: list[int], tombstones: bool = True) -> dict[str
     # server always sends it): it reads the stream whole.
     want = run(stream, False, [], tombstones)
     got = run(stream, True, cuts, tombstones)
-    assert RowRecords not in want["kinds"]
-    assert got["sent"] == want["sent"]
-    assert got["acked"] == want["acked"]
-    assert got["transactions"] == want["transactions"]
-    assert got["commit_times"] == want["commit_times"]
-    assert got["gtid"] == want["gtid"]
-    assert got["counts"] == want["counts"]
-    # Whole transactions end in one Commit: its positions are some of the general
-    # path's, in the same order.
-    positions = iter(want["positions"])
-    assert all(p in positions for p in got["positions"])
+    assert_same(want, got)
     return got
 
 

@@ -24,15 +24,12 @@ from typing import Any
 import pytest
 
 from cdc.config import PostgresSourceConfig
-from cdc.model import Change, Commit, RecordFormat, RowRecords
-from cdc.pipeline import Pipeline
-from cdc.render import TopicNamer
+from cdc.model import Change, Commit, RowRecords
 from connectors.accel import accelerator
 from connectors.postgres.lsn import PG_EPOCH_OFFSET_US
 from connectors.postgres.pgoutput import PgoutputDecoder
 from connectors.postgres.source import PostgresSource
 from mappers.debezium import DebeziumFormat
-from tests.unit.test_mysql_row_records import Sink, Store
 from tests.unit.test_pg_source_bursts import FakeStream
 from tests.unit.test_pgoutput import (
     TS,
@@ -51,6 +48,7 @@ from tests.unit.test_pgoutput import (
     type_message,
     update,
 )
+from tests.unit.whole_records import Sink, assert_same, feed, outcome, pipeline, record_format
 
 pytestmark = pytest.mark.skipif(accelerator is None, reason="the C accelerator is not built")
 
@@ -254,9 +252,7 @@ def new_source(fmt: DebeziumFormat, scanned: bool, batches: list[list[bytes]],
                                    json_values=fmt.json_values)  # fmt: skip
     if scanned:
         assert accelerator is not None
-        src.record_format = RecordFormat(fmt.record_template,
-                                         TopicNamer("{schema}.{table}.{op}", "p"),
-                                         fmt.tombstones)  # fmt: skip
+        src.record_format = record_format(fmt, "{schema}.{table}.{op}")
         src._scanner = src._decoder.scanner = accelerator.PgScanner()
         src._decoder.on_relation = src._learn
     return src
@@ -269,53 +265,24 @@ def run(messages: list[bytes], scanned: bool, cuts: list[int], tombstones: bool 
     batches = [messages[a:b] for a, b in zip([0, *cuts], [*cuts, len(messages)], strict=True)]
     src = new_source(fmt, scanned, batches, spill_threshold)
     sink = PgSink()
-    pipeline = Pipeline("p", src, None, fmt.render, sink, Store(), "{schema}.{table}.{op}")  # type: ignore[arg-type]
+    run = pipeline(src, fmt, sink, "{schema}.{table}.{op}")
     commits: list[Commit] = []
     kinds: set[type] = set()
     while src._stream.batches or src._held:  # type: ignore[attr-defined]
-        for item in src.read(0):
-            kinds.add(type(item))
-            if type(item) is Change:
-                pipeline._process(item)
-            elif type(item) is RowRecords:
-                pipeline._process_records(item)
-            else:
-                assert type(item) is Commit
-                pipeline._commit(item)
-                commits.append(item)
-    acked = pipeline.checkpointer.advance()
-    transactions, _ = pipeline.checkpointer.take_stats()
-    decoder = src._decoder
-    assert decoder is not None
-    return {
-        "sent": sink.sent,
-        "acked": acked,
-        "positions": [c.position for c in commits],
-        # (but a non-transactional message's: it has none, and carries its decode time)
-        "commit_times": [t for c in commits for t in (*c.earlier_commit_ts, c.commit_ts)
-                         if t < TS + PG_EPOCH_OFFSET_US + 10**12],
-        "transactions": transactions,
-        "last_commit": decoder.last_commit,
-        "kinds": kinds,
-        "counts": pipeline.counts,
-    }
+        commits += feed(run, src.read(0), kinds)
+    made = outcome(run, sink, commits, kinds)
+    # A non-transactional message has no commit time: it carries its decode time.
+    made["commit_times"] = [t for t in made["commit_times"] if t < TS + PG_EPOCH_OFFSET_US + 10**12]
+    assert src._decoder is not None
+    made["last_commit"] = src._decoder.last_commit
+    return made
 
 
 def compare(messages: list[bytes], cuts: list[int], tombstones: bool = True,
             spill_threshold: int = 1 << 20) -> dict[str, Any]:  # fmt: skip
     want = run(messages, False, cuts, tombstones, spill_threshold)
     got = run(messages, True, cuts, tombstones, spill_threshold)
-    assert RowRecords not in want["kinds"]
-    assert got["sent"] == want["sent"]
-    assert got["acked"] == want["acked"]
-    assert got["transactions"] == want["transactions"]
-    assert got["commit_times"] == want["commit_times"]
-    assert got["last_commit"] == want["last_commit"]
-    assert got["counts"] == want["counts"]
-    # Whole transactions end in one Commit: its positions are some of the general
-    # path's, in the same order.
-    positions = iter(want["positions"])
-    assert all(p in positions for p in got["positions"])
+    assert_same(want, got)
     return got
 
 
