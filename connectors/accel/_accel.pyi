@@ -77,7 +77,7 @@ PG_TIMESTAMPTZ: int
 class PgTable:
     def __init__(
         self,
-        program: tuple[tuple[int, bytes], ...],
+        program: tuple[tuple[int, bytes, int], ...],
         keys: tuple[int, ...],
         templates: tuple[tuple[bytes | int, ...], ...],
         topics: tuple[str, ...],
@@ -87,7 +87,7 @@ class PgTable:
 
 class PgScanner:
     def __init__(self) -> None: ...
-    def learn(self, oid: int, table: PgTable | None) -> None: ...
+    def learn(self, oid: int, table: PgTable) -> None: ...
     def forget(self, oid: int) -> None: ...
     def scan(
         self,

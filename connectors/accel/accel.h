@@ -74,7 +74,8 @@ typedef struct {
     int tombstones;
 } RecordSpec;
 
-/* What the holes of one row's record are filled with. */
+/* What the holes of one row's record are filled with (a hole of the other
+ * connector's finds its text empty, its number 0: zero the Context first). */
 typedef struct {
     int64_t ts_us;     /* the change's commit time, microseconds since the epoch */
     int64_t server_id; /* MySQL: the server that wrote the transaction's first row event */
@@ -82,7 +83,7 @@ typedef struct {
     Py_ssize_t gtid_len;
     const char *file;  /* MySQL: JSON text */
     Py_ssize_t file_len;
-    int64_t pos;       /* MySQL: the row event's position; PostgreSQL: the change's LSN */
+    uint64_t pos;      /* MySQL: the row event's position; PostgreSQL: the change's LSN */
     int64_t txid;      /* PostgreSQL: the transaction's xid */
     const char *last_commit; /* PostgreSQL: the commit LSN before, as Debezium's sequence has it */
     Py_ssize_t last_commit_len;

@@ -227,7 +227,7 @@ Plan_render(PlanObject *self, PyObject *args)
     PyObject *body_obj;
     int type;
     long long ts, server_id, pos, index;
-    Context ctx;
+    Context ctx = {0};
     if (self->image == NULL)
         return rj_not_initialised("RecordPlan");
     if (!PyArg_ParseTuple(args, "O!i(LLy#y#Ly#L)", &PyBytes_Type, &body_obj, &type, &ts,
@@ -242,9 +242,11 @@ Plan_render(PlanObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "index %lld out of range", index);
         return NULL;
     }
+    if (pos < 0) /* an event header that lies: the general path reports it */
+        Py_RETURN_NONE;
     ctx.ts_us = ts * 1000000;
     ctx.server_id = server_id;
-    ctx.pos = pos;
+    ctx.pos = (uint64_t)pos;
     ctx.index = index;
     PyObject *out = PyList_New(0);
     if (out == NULL)
@@ -491,7 +493,11 @@ take_transaction(ScannerObject *self, const unsigned char *buf, Py_ssize_t size,
             have_server = 1;
         }
         ctx.ts_us = (int64_t)p.timestamp * 1000000;
-        ctx.pos = (int64_t)p.log_pos - (int64_t)p.size;
+        if (p.log_pos < p.size) { /* an event header that lies: the general path reports it */
+            r = DECLINED;
+            goto undo;
+        }
+        ctx.pos = (uint64_t)p.log_pos - p.size;
         ctx.index = index;
         int64_t rows;
         r = render_event((PlanObject *)plan, &ctx, p.body, p.body_len, p.type, s->records, &rows);

@@ -3,8 +3,9 @@
  * PgTable(program, keys, templates, topics, tombstones, id_header)
  *     One relation, as its latest Relation message describes it, whose every
  *     column is of a kind below: how its Insert, Update and Delete messages
- *     become records (records.c). program: (kind, prefix) per column, in order,
- *     prefix the text before the value ('{"name":' or ',"name":'); keys: the key
+ *     become records (records.c). program: (kind, prefix, scale) per column, in
+ *     order, prefix the text before the value ('{"name":' or ',"name":'), scale
+ *     a numeric's (0 for the other kinds); keys: the key
  *     columns' indexes, in the key's order (integers and text only). Each kind
  *     writes exactly what the format makes of the value's text (see
  *     connectors/postgres/pgoutput.py, compile_json_reader), or does not take
@@ -15,7 +16,7 @@
  *       PG_BOOL       t / f: true / false
  *       PG_NUMERIC    numeric(p, s >= 0), the `string` decimal mode: quoted as is
  *                     where its first digit (after a '-') is 1-9
- *                     (mappers.debezium._numeric_text)
+ *                     (mappers.debezium._numeric_text) and it has s decimals
  *       PG_TIMESTAMPTZ 'YYYY-MM-DD HH:MM:SS[.f]+00' -> "YYYY-MM-DDTHH:MM:SS.ffffffZ"
  *                     (mappers.debezium._timestamptz6_text)
  *
@@ -28,9 +29,9 @@
  *     value, a value its kind does not take, a relation not taught, a
  *     transaction not whole in the burst) is left to the Python path, from its
  *     Begin on.
- *   .learn(oid, table)   the relation's rows rendered by `table`, or skipped (None:
- *                        a table not captured; its rows still count in the index)
- *   .forget(oid)         its transactions go to the Python path
+ *   .learn(oid, table)   the relation's rows rendered by `table`
+ *   .forget(oid)         its transactions go to the Python path (a table not
+ *                        captured, too: the decoder reads, then drops its rows)
  *   .changes(...)        the changes of a streamed transaction's replay (see
  *                        PgScanner_changes)
  *   .scan(messages, start, last_commit, max_rows)
@@ -66,12 +67,25 @@ be64(const unsigned char *p)
     return (uint64_t)be32(p) << 32 | be32(p + 4);
 }
 
+/* A pgoutput timestamp (microseconds since 2000-01-01, signed) as microseconds
+ * since the Unix epoch, where it is between 1970 and MAX_TS_US; 0 otherwise. */
+static int
+commit_time(const unsigned char *p, int64_t *ts_us)
+{
+    int64_t pg = (int64_t)be64(p);
+    if (pg < -PG_EPOCH_OFFSET_US || pg > MAX_TS_US - PG_EPOCH_OFFSET_US)
+        return 0;
+    *ts_us = pg + PG_EPOCH_OFFSET_US;
+    return 1;
+}
+
 /* -- PgTable -------------------------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
     Py_ssize_t ncols;
     int *kinds;
+    int *scales;          /* PG_NUMERIC: the column's scale */
     const char **prefix;
     Py_ssize_t *prefix_len;
     Py_ssize_t *slot_of;  /* per column: its place in the key, or -1 */
@@ -86,17 +100,21 @@ typedef struct {
 
 static PyTypeObject PgTableType;
 
-/* One value's text (n bytes at s) of a column's kind, as JSON at out (room for
- * 6 * n + 32 bytes): how many bytes, or -2 where it is not taken. */
+/* One value's text (n bytes at s) of a column's kind (and a numeric's scale),
+ * as JSON at out (room for 6 * n + 32 bytes): how many bytes, or -2 where it is
+ * not taken. */
 static Py_ssize_t
-put_value_text(int kind, const unsigned char *s, Py_ssize_t n, char *out)
+put_value_text(int kind, int scale, const unsigned char *s, Py_ssize_t n, char *out)
 {
     switch (kind) {
     case PG_INT: {
-        if (n == 0)
-            return -2;
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (!((s[i] >= '0' && s[i] <= '9') || (i == 0 && s[i] == '-' && n > 1)))
+        /* canonical, as PostgreSQL writes integers: the text is int(text)'s JSON too
+         * (a delete's key and old row go through int() on the general path) */
+        Py_ssize_t first = n > 0 && s[0] == '-' ? 1 : 0;
+        if (first >= n || (s[first] == '0' && (n > first + 1 || first)))
+            return -2; /* empty, a leading zero, or -0 */
+        for (Py_ssize_t i = first; i < n; i++)
+            if (s[i] < '0' || s[i] > '9')
                 return -2;
         memcpy(out, s, n);
         return n;
@@ -118,23 +136,38 @@ put_value_text(int kind, const unsigned char *s, Py_ssize_t n, char *out)
         }
         return -2;
     case PG_NUMERIC: {
-        Py_ssize_t first = n > 0 && s[0] == '-' ? 1 : 0;
+        /* -?[1-9][0-9]*(.[0-9]{s})?: as PostgreSQL writes numeric(p, s), which the
+         * general path (a delete's old row) parses back to the same text */
+        Py_ssize_t first = n > 0 && s[0] == '-' ? 1 : 0, dot = -1;
         if (first >= n || s[first] < '1' || s[first] > '9')
             return -2;
-        for (Py_ssize_t i = first; i < n; i++)
-            if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+        for (Py_ssize_t i = first; i < n; i++) {
+            if (s[i] == '.' && dot < 0)
+                dot = i;
+            else if (s[i] < '0' || s[i] > '9')
                 return -2;
+        }
+        if ((dot < 0 ? 0 : n - dot - 1) != scale || (dot >= 0 && scale == 0))
+            return -2;
         out[0] = '"';
         memcpy(out + 1, s, n);
         out[n + 1] = '"';
         return n + 2;
     }
     case PG_TIMESTAMPTZ: {
-        /* as _timestamptz6_text: the date, 'T', the time with 6 fraction digits, 'Z' */
-        if (n < 22 || n > 32 || memcmp(s + n - 3, "+00", 3) != 0 || s[4] != '-' || s[10] != ' ')
+        /* as _timestamptz6_text: the date, 'T', the time with 6 fraction digits, 'Z';
+         * only PostgreSQL's own UTC text, 'YYYY-MM-DD HH:MM:SS[.f{1,6}]+00', which
+         * the general path would parse to the same (a delete's old row) */
+        static const char shape[] = "dddd-dd-dd dd:dd:dd";
+        if (n < 22 || n > 29 || n == 23 || memcmp(s + n - 3, "+00", 3) != 0)
             return -2;
-        for (Py_ssize_t i = 0; i < n; i++)
-            if (s[i] >= 0x80)
+        for (Py_ssize_t i = 0; i < 19; i++)
+            if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+                return -2;
+        if (n > 22 && s[19] != '.')
+            return -2;
+        for (Py_ssize_t i = 20; i < n - 3; i++)
+            if (s[i] < '0' || s[i] > '9')
                 return -2;
         Py_ssize_t o = 0;
         out[o++] = '"';
@@ -168,10 +201,12 @@ put_value_text(int kind, const unsigned char *s, Py_ssize_t n, char *out)
 /* The TupleData at data[*pos] as the JSON object at out + o (moving *pos past
  * it): the offset after it, -1 on an error, -2 where it is not taken (an
  * unchanged TOAST value, a binary value, a NULL key, a value its kind does not
- * take, data cut short). Records where each key value's text lies. */
+ * take, data cut short). Records where each key value's text lies. With
+ * `keys_only` (an old key tuple) the other columns are null, whatever it holds,
+ * as the general path keeps only the key's. */
 static Py_ssize_t
 render_tuple(PgTableObject *t, const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos,
-             Py_ssize_t o)
+             Py_ssize_t o, int keys_only)
 {
     Py_ssize_t p = *pos;
     if (p + 2 > size || (Py_ssize_t)(data[p] << 8 | data[p + 1]) != t->ncols)
@@ -202,17 +237,24 @@ render_tuple(PgTableObject *t, const unsigned char *data, Py_ssize_t size, Py_ss
         }
         if (marker != 't' || p + 4 > size)
             return -2;
-        Py_ssize_t n = be32(data + p);
+        uint32_t len = be32(data + p);
         p += 4;
-        if (n > size - p)
-            return -2;
+        if ((uint64_t)len > (uint64_t)(size - p) || (uint64_t)len * 6 + 64 > PY_SSIZE_T_MAX)
+            return -2; /* past the message, or (32 bits) past what the buffer can hold */
+        Py_ssize_t n = (Py_ssize_t)len;
         if (rj_reserve(&t->out, o, t->prefix_len[k] + 6 * n + 32) < 0)
             return -1;
         memcpy(t->out.data + o, t->prefix[k], t->prefix_len[k]);
         o += t->prefix_len[k];
-        Py_ssize_t w = put_value_text(t->kinds[k], data + p, n, t->out.data + o);
-        if (w < 0)
+        Py_ssize_t w;
+        if (keys_only && slot < 0) {
+            memcpy(t->out.data + o, "null", 4);
+            w = 4;
+        }
+        else if ((w = put_value_text(t->kinds[k], t->scales[k], data + p, n,
+                                     t->out.data + o)) < 0) {
             return -2;
+        }
         if (slot >= 0) {
             t->key_spans[2 * slot] = o;
             t->key_spans[2 * slot + 1] = o + w;
@@ -241,7 +283,7 @@ render_change(PgTableObject *t, const Context *ctx, const unsigned char *payload
     if (op == OP_DELETE ? marker != 'K' && marker != 'O' : marker != 'N')
         return -2; /* an update with the old tuple: the general path compares the keys */
     Py_ssize_t pos = body + 5;
-    Py_ssize_t end = render_tuple(t, payload, size, &pos, 0);
+    Py_ssize_t end = render_tuple(t, payload, size, &pos, 0, marker == 'K');
     if (end < 0)
         return (int)end;
     if (pos != size)
@@ -277,13 +319,15 @@ PgTable_init(PgTableObject *self, PyObject *args, PyObject *kwargs)
     self->program = Py_NewRef(program);
     Py_ssize_t ncols = PyTuple_GET_SIZE(program), nkeys = PyTuple_GET_SIZE(keys);
     self->kinds = PyMem_Calloc(ncols ? ncols : 1, sizeof(int));
+    self->scales = PyMem_Calloc(ncols ? ncols : 1, sizeof(int));
     self->prefix = PyMem_Calloc(ncols ? ncols : 1, sizeof(char *));
     self->prefix_len = PyMem_Calloc(ncols ? ncols : 1, sizeof(Py_ssize_t));
     self->slot_of = PyMem_Calloc(ncols ? ncols : 1, sizeof(Py_ssize_t));
     self->key_spans = PyMem_Calloc(nkeys ? 2 * nkeys : 1, sizeof(Py_ssize_t));
     self->key_prefix = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(char *));
     self->key_prefix_len = PyMem_Calloc(nkeys ? nkeys : 1, sizeof(Py_ssize_t));
-    if (self->kinds == NULL || self->prefix == NULL || self->prefix_len == NULL ||
+    if (self->kinds == NULL || self->scales == NULL || self->prefix == NULL ||
+        self->prefix_len == NULL ||
         self->slot_of == NULL || self->key_spans == NULL || self->key_prefix == NULL ||
         self->key_prefix_len == NULL) {
         PyErr_NoMemory();
@@ -291,15 +335,21 @@ PgTable_init(PgTableObject *self, PyObject *args, PyObject *kwargs)
     }
     for (Py_ssize_t k = 0; k < ncols; k++) {
         PyObject *spec = PyTuple_GET_ITEM(program, k), *prefix;
-        int kind;
-        if (!PyTuple_Check(spec) || !PyArg_ParseTuple(spec, "iS", &kind, &prefix))
+        int kind, scale;
+        if (!PyTuple_Check(spec)) {
+            PyErr_Format(PyExc_TypeError, "column %zd: (kind, prefix, scale) expected", k);
             return -1;
-        if (kind < 0 || kind >= PG_KINDS || PyBytes_GET_SIZE(prefix) < 2) {
-            PyErr_Format(PyExc_ValueError, "column %zd: kind %d, prefix of %zd bytes", k, kind,
-                         PyBytes_GET_SIZE(prefix));
+        }
+        if (!PyArg_ParseTuple(spec, "iSi", &kind, &prefix, &scale))
+            return -1;
+        if (kind < 0 || kind >= PG_KINDS || PyBytes_GET_SIZE(prefix) < 2 || scale < 0 ||
+            scale > 1000) {
+            PyErr_Format(PyExc_ValueError, "column %zd: kind %d, prefix of %zd bytes, scale %d",
+                         k, kind, PyBytes_GET_SIZE(prefix), scale);
             return -1;
         }
         self->kinds[k] = kind;
+        self->scales[k] = scale;
         self->prefix[k] = PyBytes_AS_STRING(prefix);
         self->prefix_len[k] = PyBytes_GET_SIZE(prefix);
         self->slot_of[k] = -1;
@@ -328,6 +378,7 @@ static void
 PgTable_dealloc(PgTableObject *self)
 {
     PyMem_Free(self->kinds);
+    PyMem_Free(self->scales);
     PyMem_Free(self->prefix);
     PyMem_Free(self->prefix_len);
     PyMem_Free(self->slot_of);
@@ -388,23 +439,28 @@ transaction_context(Context *ctx, uint64_t commit_lsn, int64_t ts_us, uint64_t x
             : snprintf(last_commit, 32, "null");
 }
 
-/* messages[i] as (wal_start, payload, size); 0, or -1 (not a (int, bytes) pair). */
-static int
+/* messages[i] as (wal_start, payload, size), and a new reference to the item:
+ * the caller holds it while it reads the payload, so that nothing an allocation
+ * or a lookup runs can free it. NULL (no exception) where there is no such
+ * item, or it is not an (int, non-empty bytes) pair. */
+static PyObject *
 message_at(PyObject *messages, Py_ssize_t i, uint64_t *lsn, const unsigned char **payload,
            Py_ssize_t *size)
 {
+    if (i >= PyList_GET_SIZE(messages))
+        return NULL;
     PyObject *item = PyList_GET_ITEM(messages, i);
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
         !PyBytes_Check(PyTuple_GET_ITEM(item, 1)) || !PyLong_Check(PyTuple_GET_ITEM(item, 0)))
-        return -1;
+        return NULL;
     *lsn = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 0));
     if (*lsn == (uint64_t)-1 && PyErr_Occurred()) {
         PyErr_Clear();
-        return -1;
+        return NULL;
     }
     *payload = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 1));
     *size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 1));
-    return *size > 0 ? 0 : -1;
+    return *size > 0 ? Py_NewRef(item) : NULL;
 }
 
 /* The transaction whose Begin is messages[start]: its records appended to
@@ -415,32 +471,40 @@ static int
 take_transaction(PgScannerObject *self, PyObject *messages, Py_ssize_t start, Scan *s,
                  Py_ssize_t *next)
 {
-    uint64_t lsn;
+    uint64_t lsn, final_lsn, xid, end_lsn;
+    int64_t ts_us, commit_ts;
     const unsigned char *p;
-    Py_ssize_t size, n = PyList_GET_SIZE(messages), end = -1;
-    if (message_at(messages, start, &lsn, &p, &size) < 0 || size != 21)
-        return DECLINED;
-    uint64_t final_lsn = be64(p + 1);
-    int64_t ts_us = (int64_t)be64(p + 9) + PG_EPOCH_OFFSET_US;
-    uint64_t xid = be32(p + 17);
-    if (ts_us < 0 || ts_us > MAX_TS_US)
+    Py_ssize_t size, end = -1;
+    PyObject *item = message_at(messages, start, &lsn, &p, &size);
+    int begin_ok = item != NULL && size == 21 && commit_time(p + 9, &ts_us);
+    if (begin_ok) {
+        final_lsn = be64(p + 1);
+        xid = be32(p + 17);
+    }
+    Py_XDECREF(item);
+    if (!begin_ok)
         return DECLINED;
     /* its Commit, with nothing but changes before it */
-    for (Py_ssize_t i = start + 1; i < n && end < 0; i++) {
-        if (message_at(messages, i, &lsn, &p, &size) < 0)
+    for (Py_ssize_t i = start + 1; end < 0; i++) {
+        if (i >= PyList_GET_SIZE(messages))
+            return INCOMPLETE;
+        if ((item = message_at(messages, i, &lsn, &p, &size)) == NULL)
             return DECLINED;
-        if (p[0] == 'C')
+        char kind = (char)p[0];
+        Py_DECREF(item);
+        if (kind == 'C')
             end = i;
-        else if (p[0] != 'I' && p[0] != 'U' && p[0] != 'D')
+        else if (kind != 'I' && kind != 'U' && kind != 'D')
             return DECLINED; /* a Relation, Type, Truncate, message, Origin, ... */
     }
-    if (end < 0)
-        return INCOMPLETE;
-    message_at(messages, end, &lsn, &p, &size);
-    if (size != 26 || be64(p + 2) != final_lsn)
-        return DECLINED; /* the general path reports it */
-    uint64_t end_lsn = be64(p + 10);
-    int64_t commit_ts = (int64_t)be64(p + 18) + PG_EPOCH_OFFSET_US;
+    item = message_at(messages, end, &lsn, &p, &size);
+    int commit_ok = item != NULL && size == 26 && be64(p + 2) == final_lsn &&
+                    commit_time(p + 18, &commit_ts); /* else the general path reports it */
+    if (commit_ok)
+        end_lsn = be64(p + 10);
+    Py_XDECREF(item);
+    if (!commit_ok)
+        return DECLINED;
     char id_prefix[24], last_commit[32];
     Context ctx;
     transaction_context(&ctx, final_lsn, ts_us, xid, s->have_last_commit, s->last_commit,
@@ -448,25 +512,25 @@ take_transaction(PgScannerObject *self, PyObject *messages, Py_ssize_t start, Sc
     Py_ssize_t mark = PyList_GET_SIZE(s->records), rows = 0;
     int r = TAKEN;
     for (Py_ssize_t i = start + 1; i < end; i++) {
-        message_at(messages, i, &lsn, &p, &size);
-        if (size < 5) {
-            r = DECLINED;
+        if ((item = message_at(messages, i, &lsn, &p, &size)) == NULL || size < 5) {
+            Py_XDECREF(item);
+            r = DECLINED; /* the list changed under us */
             break;
         }
         PyObject *oid = PyLong_FromUnsignedLong(be32(p + 1));
         PyObject *table = oid == NULL ? NULL : PyDict_GetItemWithError(self->tables, oid);
         Py_XDECREF(oid);
         if (table == NULL) {
+            Py_DECREF(item);
             r = PyErr_Occurred() ? -1 : DECLINED; /* a relation not taught */
             break;
         }
         ctx.index = i - start - 1;
-        if (table == Py_None)
-            continue; /* a table not captured: its change still has its index */
-        ctx.pos = (int64_t)lsn;
+        ctx.pos = lsn;
         Py_INCREF(table); /* held while rendering: nothing below may drop it */
         int done = render_change((PgTableObject *)table, &ctx, p, size, 1, s->records);
         Py_DECREF(table);
+        Py_DECREF(item);
         if (done < 0) {
             r = done == -2 ? DECLINED : -1;
             break;
@@ -517,7 +581,7 @@ PgScanner_scan(PgScannerObject *self, PyObject *args)
     s.times = PyList_New(0);
     if (s.records == NULL || s.times == NULL)
         goto error;
-    Py_INCREF(messages); /* held: a list the caller could change from a finaliser */
+    Py_INCREF(messages);
     int stop;
     for (;;) {
         uint64_t lsn;
@@ -527,7 +591,10 @@ PgScanner_scan(PgScannerObject *self, PyObject *args)
             stop = SCAN_END;
             break;
         }
-        if (message_at(messages, start, &lsn, &p, &size) < 0 || p[0] != 'B') {
+        PyObject *item = message_at(messages, start, &lsn, &p, &size);
+        int begin = item != NULL && p[0] == 'B';
+        Py_XDECREF(item);
+        if (!begin) {
             stop = SCAN_PYTHON;
             break;
         }
@@ -564,9 +631,8 @@ error:
  * run of changes from items[start] (items: (subxid, wal_start, payload), the
  * payload's body after the type byte and the xid), up to the first item it
  * does not take, or max_rows rows; the index of the first change is `index`.
- * Items of an aborted subtransaction (in `aborted`) are passed over. `changes`:
- * how many changes it went past (the next index is index + changes); `rows`:
- * how many it rendered (not those of tables not captured). */
+ * Items of an aborted subtransaction (in `aborted`) are passed over. `changes`
+ * (the next index is index + changes) and `rows` are the same count. */
 static PyObject *
 PgScanner_changes(PgScannerObject *self, PyObject *args)
 {
@@ -580,11 +646,12 @@ PgScanner_changes(PgScannerObject *self, PyObject *args)
                           &aborted, &commit_lsn, &ts_us, &xid, &last_commit_obj, &index,
                           &max_rows))
         return NULL;
-    if (start < 0 || start > PyList_GET_SIZE(items) || ts_us < 0 || ts_us > MAX_TS_US ||
-        index < 0 || index > (1LL << 62)) {
-        PyErr_SetString(PyExc_ValueError, "start, ts_us or index out of range");
+    if (start < 0 || start > PyList_GET_SIZE(items) || index < 0 || index > (1LL << 62)) {
+        PyErr_SetString(PyExc_ValueError, "start or index out of range");
         return NULL;
     }
+    if (ts_us < 0 || ts_us > MAX_TS_US) /* the decoder renders it */
+        return Py_BuildValue("(n[]nn)", start, (Py_ssize_t)0, (Py_ssize_t)0);
     uint64_t last_commit_lsn = 0;
     if (last_commit_obj != Py_None) {
         last_commit_lsn = PyLong_AsUnsignedLongLong(last_commit_obj);
@@ -601,8 +668,9 @@ PgScanner_changes(PgScannerObject *self, PyObject *args)
     Py_INCREF(items);
     Py_ssize_t i = start, rows = 0, changes = 0;
     int check_aborted = PySet_GET_SIZE(aborted) > 0;
+    PyObject *item = NULL; /* the current one, held while it is read */
     for (; i < PyList_GET_SIZE(items) && rows < max_rows; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
+        Py_XSETREF(item, Py_NewRef(PyList_GET_ITEM(items, i)));
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
             !PyBytes_Check(PyTuple_GET_ITEM(item, 2)))
             break;
@@ -631,25 +699,43 @@ PgScanner_changes(PgScannerObject *self, PyObject *args)
             break; /* a relation not taught */
         }
         ctx.index = index + changes;
-        if (table != Py_None) {
-            ctx.pos = (int64_t)lsn;
-            Py_INCREF(table);
-            int done = render_change((PgTableObject *)table, &ctx, p, size, 5, records);
-            Py_DECREF(table);
-            if (done == -1)
-                goto error;
-            if (done == -2)
-                break;
-            rows++;
-        }
+        ctx.pos = lsn;
+        Py_INCREF(table);
+        int done = render_change((PgTableObject *)table, &ctx, p, size, 5, records);
+        Py_DECREF(table);
+        if (done == -1)
+            goto error;
+        if (done == -2)
+            break;
+        rows++;
         changes++;
     }
+    Py_XDECREF(item);
     Py_DECREF(items);
     return Py_BuildValue("(nNnn)", i, records, rows, changes);
 error:
+    Py_XDECREF(item);
     Py_DECREF(items);
     Py_DECREF(records);
     return NULL;
+}
+
+/* A relation OID as a plain int: the table's keys are, so that no lookup runs
+ * Python code (an int subclass's __eq__). */
+static PyObject *
+exact_oid(PyObject *oid)
+{
+    unsigned long value = PyLong_Check(oid) ? PyLong_AsUnsignedLong(oid) : (unsigned long)-1;
+    if (value == (unsigned long)-1 && (PyErr_Occurred() || !PyLong_Check(oid))) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "a relation OID (int) expected");
+        return NULL;
+    }
+    if (value > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_ValueError, "a relation OID is 32 bits");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(value);
 }
 
 static PyObject *
@@ -660,13 +746,16 @@ PgScanner_learn(PgScannerObject *self, PyObject *args)
         return rj_not_initialised("PgScanner");
     if (!PyArg_ParseTuple(args, "O!O", &PyLong_Type, &oid, &table))
         return NULL;
-    if (table != Py_None && !PyObject_TypeCheck(table, &PgTableType)) {
-        PyErr_SetString(PyExc_TypeError, "table: a PgTable or None expected");
+    if (!PyObject_TypeCheck(table, &PgTableType)) {
+        PyErr_SetString(PyExc_TypeError, "table: a PgTable expected");
         return NULL;
     }
-    if (table != Py_None && ((PgTableObject *)table)->out.data == NULL)
+    if (((PgTableObject *)table)->out.data == NULL)
         return rj_not_initialised("PgTable");
-    if (PyDict_SetItem(self->tables, oid, table) < 0)
+    PyObject *key = exact_oid(oid);
+    int r = key == NULL ? -1 : PyDict_SetItem(self->tables, key, table);
+    Py_XDECREF(key);
+    if (r < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -676,8 +765,13 @@ PgScanner_forget(PgScannerObject *self, PyObject *oid)
 {
     if (self->tables == NULL)
         return rj_not_initialised("PgScanner");
-    int known = PyDict_Contains(self->tables, oid);
-    if (known < 0 || (known && PyDict_DelItem(self->tables, oid) < 0))
+    PyObject *key = exact_oid(oid);
+    if (key == NULL)
+        return NULL;
+    int known = PyDict_Contains(self->tables, key);
+    int r = known < 0 || (known && PyDict_DelItem(self->tables, key) < 0) ? -1 : 0;
+    Py_DECREF(key);
+    if (r < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -709,8 +803,7 @@ static PyMethodDef PgScanner_methods[] = {
      PyDoc_STR("changes(items, start, aborted, commit_lsn, ts_us, xid, last_commit, index,\n"
                "max_rows) -> (next, records, rows, changes); see the function's comment.")},
     {"learn", (PyCFunction)PgScanner_learn, METH_VARARGS,
-     PyDoc_STR("learn(oid, table): the relation's rows rendered by table (a PgTable), or\n"
-               "skipped (None).")},
+     PyDoc_STR("learn(oid, table): the relation's rows rendered by table (a PgTable).")},
     {"forget", (PyCFunction)PgScanner_forget, METH_O,
      PyDoc_STR("forget(oid): the relation's transactions go to the Python path.")},
     {NULL, NULL, 0, NULL},

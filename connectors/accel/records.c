@@ -140,6 +140,15 @@ floor_div(int64_t a, int64_t b)
     return q - ((a % b != 0) && ((a < 0) != (b < 0)));
 }
 
+/* A context's text (none where the connector does not fill it): its length. */
+static Py_ssize_t
+put_text(char *out, const char *text, Py_ssize_t n)
+{
+    if (n > 0)
+        memcpy(out, text, n);
+    return n;
+}
+
 /* The value of a row from its template, at buf + o (the images at [b0, b1) and
  * [a0, a1) of buf, or null where b0/a0 is -1): the offset after it, or -1. */
 static Py_ssize_t
@@ -186,22 +195,19 @@ put_value(const Template *t, Buffer *buf, const Context *ctx, int64_t row, Py_ss
             break;
         }
         case H_GTID:
-            memcpy(b + o, ctx->gtid, ctx->gtid_len);
-            o += ctx->gtid_len;
+            o += put_text(b + o, ctx->gtid, ctx->gtid_len);
             break;
         case H_FILE:
-            memcpy(b + o, ctx->file, ctx->file_len);
-            o += ctx->file_len;
+            o += put_text(b + o, ctx->file, ctx->file_len);
             break;
         case H_LAST_COMMIT:
-            memcpy(b + o, ctx->last_commit, ctx->last_commit_len);
-            o += ctx->last_commit_len;
+            o += put_text(b + o, ctx->last_commit, ctx->last_commit_len);
             break;
         case H_TS_MS: o += rj_put_i64(b + o, floor_div(ctx->ts_us, 1000)); break;
         case H_TS_US: o += rj_put_i64(b + o, ctx->ts_us); break;
         case H_TS_NS: o += rj_put_i64(b + o, ctx->ts_us * 1000); break;
         case H_SERVER_ID: o += rj_put_i64(b + o, ctx->server_id); break;
-        case H_POS: o += rj_put_i64(b + o, ctx->pos); break;
+        case H_POS: o += rj_put_u64(b + o, ctx->pos); break;
         case H_ROW: o += rj_put_i64(b + o, row); break;
         case H_NOW_MS: o += rj_put_i64(b + o, now_ns / 1000000); break;
         case H_NOW_US: o += rj_put_i64(b + o, now_ns / 1000); break;

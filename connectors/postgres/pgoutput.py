@@ -265,6 +265,13 @@ class PgoutputDecoder:
         """True between Begin and Commit, or while a streamed transaction is open."""
         return self._txn is not None or bool(self._streams)
 
+    @property
+    def in_block(self) -> bool:
+        """True between Begin and Commit or Stream Start and Stop: the next message
+        continues what is open here (a streamed transaction may stay open between
+        its blocks while whole transactions come and go)."""
+        return self._txn is not None or self._stream_xid is not None
+
     def decode(
         self, wal_start: int, payload: bytes | bytearray | memoryview
     ) -> Iterable[Change | Commit | RowRecords]:

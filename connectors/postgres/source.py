@@ -441,7 +441,7 @@ class PostgresSource:
         scanner = self._scanner
         i, n = 0, len(batch)
         while i < n:
-            if scanner is not None and not decoder.in_transaction:
+            if scanner is not None and not decoder.in_block:
                 i = self._scan(batch, i, out)  # whole transactions, rendered in C
                 if i == n:
                     break
@@ -482,14 +482,14 @@ class PostgresSource:
 
     def _learn(self, relation: Relation) -> None:
         """Teach the scanner a relation a Relation message described: its rows
-        rendered in C (PgTable), or skipped (an excluded table); a relation with
-        a column or key it cannot render is forgotten: its transactions take the
-        Python path."""
+        rendered in C (PgTable). An excluded table, or one with a column or key
+        it cannot render, is forgotten: its transactions take the decoder's
+        path (which reads, reports anything malformed, then drops an excluded
+        table's rows)."""
         scanner = self._scanner
-        if f"{relation.schema}.{relation.table}" in self._excluded:
-            scanner.learn(relation.oid, None)
-            return
-        table = self._pg_table(relation)
+        table = None
+        if f"{relation.schema}.{relation.table}" not in self._excluded:
+            table = self._pg_table(relation)
         if table is None:
             scanner.forget(relation.oid)
         else:
@@ -503,13 +503,17 @@ class PostgresSource:
         spec, json_values, acc = self.record_format, self.json_values, accelerator
         assert spec is not None and json_values is not None and acc is not None
         values, shortcuts, encode = json_values(relation.column_types)
-        program: list[tuple[int, bytes]] = []
+        program: list[tuple[int, bytes, int]] = []
         fields = relation.fields
         for k, ((name, convert), value, shortcut) in enumerate(
             zip(fields, values, shortcuts, strict=True)
         ):
+            scale = 0
             if getattr(shortcut, QUOTES_PLAIN_NUMERIC, False):
                 kind = acc.PG_NUMERIC
+                scale = (relation.columns[k].type_modifier - 4) & 0xFFFF  # numeric(p, s)
+                if scale > 1000:
+                    return None
             elif getattr(shortcut, UTC_MICROS_TIMESTAMPTZ, False):
                 kind = acc.PG_TIMESTAMPTZ
             elif shortcut is not None or value is not None:
@@ -522,7 +526,8 @@ class PostgresSource:
                 kind = acc.PG_BOOL
             else:
                 return None
-            program.append((kind, (("{" if k == 0 else ",") + encode(name) + ":").encode()))
+            prefix = (("{" if k == 0 else ",") + encode(name) + ":").encode()
+            program.append((kind, prefix, scale))
         index = {name: k for k, (name, _) in enumerate(fields)}
         if any(name not in index for name in relation.key_names):
             return None

@@ -365,9 +365,9 @@ def test_scanner_arguments() -> None:
     assert (following, stop, records, rows) == (2, acc.SCAN_END, [], 0)
     assert (end, xid, last) == (0x18, 5, 0x10)
     with pytest.raises(ValueError, match="key"):  # keys are integers or text
-        acc.PgTable(((acc.PG_BOOL, b'{"b":'),), (0,), ((),) * 3, ("t",) * 3, True, "id")
+        acc.PgTable(((acc.PG_BOOL, b'{"b":', 0),), (0,), ((),) * 3, ("t",) * 3, True, "id")
     with pytest.raises(ValueError, match="prefix"):
-        acc.PgTable(((acc.PG_INT, b""),), (), ((),) * 3, ("t",) * 3, True, "id")
+        acc.PgTable(((acc.PG_INT, b"", 0),), (), ((),) * 3, ("t",) * 3, True, "id")
 
 
 def test_invalid_utf8_is_reported_as_without_the_scanner() -> None:
@@ -404,3 +404,85 @@ def test_a_big_streamed_transaction_is_rendered_in_runs(tmp_path: Any) -> None:
     sizes = [i.rows for i in src.read(0) if type(i) is RowRecords]
     # (the first transaction's one row comes from the decoder: it carries the Relation)
     assert sum(sizes) == 5000 and max(sizes) <= pgoutput._RUN_ROWS and len(sizes) > 3
+
+
+def edge(values: list[Any] | None = None, old: list[Any] | None = None,
+         kind: bytes = b"D", ts: int = TS) -> list[bytes]:  # fmt: skip
+    """A transaction teaching the table, then one with the given row (an insert of
+    `values`, or a delete of the `kind` tuple `old`), at commit time `ts`."""
+    stream = Stream(random.Random(6))
+    plain(stream, 1)
+    oid = TABLES["orders"][0]
+    change = insert(oid, values) if values is not None else delete(oid, old or [], kind)
+    lsn, xid = 0x700000, 7000
+    return [*stream.messages, begin(lsn, xid, ts), change, commit(lsn, lsn + 8, ts)]
+
+
+ROW = ["5", "2", "x", "1.00", "2024-02-29 11:14:15+00", "t"]
+
+
+@pytest.mark.parametrize("messages", [
+    # texts PostgreSQL does not write: the scanner leaves them to the decoder
+    edge(["007", *ROW[1:]]), edge(["-0", *ROW[1:]]),
+    edge(old=[*ROW[:3], "1.2.3", *ROW[4:]], kind=b"O"),
+    edge(old=[*ROW[:3], "1.5", *ROW[4:]], kind=b"O"),  # numeric(12,2) has 2 decimals
+    edge(old=[*ROW[:3], "100", *ROW[4:]], kind=b"O"),
+    edge(old=[*ROW[:4], "2024-02-29 11:14:15+05+00", "t"], kind=b"O"),
+    edge(old=[*ROW[:4], "2024-02-29 11:14:15.1234567+00", "t"], kind=b"O"),
+    # an old key tuple keeps only the key, whatever else it holds
+    edge(old=ROW, kind=b"K"),
+    # commit times before 1970 and past the 64-bit nanoseconds
+    edge(ROW, ts=-PG_EPOCH_OFFSET_US - 5_000_000), edge(ROW, ts=2**63 - 1),
+])  # fmt: skip
+def test_edges_give_what_the_general_path_gives(messages: list[bytes]) -> None:
+    # the same records, or the same error (a deleted numeric '1.2.3' stops both)
+    try:
+        run(messages, False, [])
+    except Exception as e:
+        with pytest.raises(type(e), match=re.escape(str(e))):
+            run(messages, True, [])
+        return
+    compare(messages, [])
+
+
+def test_a_streamed_transaction_before_1970_takes_the_decoder() -> None:
+    stream = Stream(random.Random(7))
+    plain(stream, 1)
+    oid, xid, lsn = TABLES["orders"][0], 8000, 0x800000
+    stream.messages += [stream_start(xid), insert(oid, ROW, xid=xid), stream_stop(),
+                        stream_commit(xid, lsn, lsn + 8, ts=-PG_EPOCH_OFFSET_US - 10)]  # fmt: skip
+    compare(stream.messages, [])
+
+
+def test_excluded_tables_take_the_decoder_which_reports_malformed_rows() -> None:
+    from cdc.errors import DecodeError
+
+    stream = Stream(random.Random(8))
+    oid = TABLES["hidden"][0]
+    stream.messages += [begin(0x900000, 9000), relation("hidden"), insert(oid, ["1"]),
+                        commit(0x900000, 0x900008),  # the table is known from here on
+                        begin(0x910000, 9001), insert(oid, ["x"]),
+                        commit(0x910000, 0x910008)]  # fmt: skip
+    for scanned in (False, True):
+        with pytest.raises(DecodeError, match="int"):
+            run(stream.messages, scanned, [])
+
+
+def test_positions_past_2_63_are_written_unsigned_and_oids_are_plain_ints() -> None:
+    acc = accelerator
+    assert acc is not None
+
+    class Oid(int):
+        def __eq__(self, other: object) -> bool:
+            raise AssertionError("a lookup ran Python code")
+
+        __hash__ = int.__hash__
+
+    table = acc.PgTable(((acc.PG_INT, b'{"id":', 0),), (0,), ((b"[", acc.HOLE_POS, b"]"),) * 3,
+                        ("t",) * 3, False, "id")  # fmt: skip
+    scanner = acc.PgScanner()
+    scanner.learn(Oid(7), table)
+    lsn = 2**63 + 5
+    messages = [(1, begin(0x10, 5)), (lsn, insert(7, ["1"])), (2, commit(0x10, 0x18))]
+    records = scanner.scan(messages, 0, None, 10)[2]
+    assert records[0][2] == f"[{lsn}]".encode()
