@@ -225,6 +225,8 @@ class Hole(IntEnum):
 
 # A record value as text (bytes) and holes, in order.
 RecordTemplate = tuple["bytes | Hole", ...]
+# A table's templates and topics for its inserts, updates and deletes, in that order.
+PerOp = tuple[tuple[RecordTemplate, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,18 @@ class RecordFormat:
     template: Callable[[Change], RecordTemplate | None]
     topic: Callable[[Change], str]
     tombstones: bool
+
+    def per_op(self, database: str, schema: str, table: str, columns: dict[str, str],
+               source: dict[str, Any]) -> PerOp | None:  # fmt: skip
+        """The templates and topics of a table's inserts, updates and deletes, in
+        that order (what a source's C renderer takes); None where the format has
+        no template for one of them."""
+        heads = [Change(op, database, schema, table, None, None, None, columns, None, None, 0, 0,
+                        source=source) for op in (INSERT, UPDATE, DELETE)]  # fmt: skip
+        templates = tuple(t for t in map(self.template, heads) if t is not None)
+        if len(templates) < len(heads):
+            return None
+        return templates, tuple(map(self.topic, heads))
 
 
 @dataclass(slots=True, eq=False)

@@ -990,13 +990,11 @@ class MysqlSource:
         spec, plan = self.record_format, None
         image = table.full_image() if spec is not None else None
         if spec is not None and image is not None:
-            heads = [Change(op, table.schema, "", table.table, None, None, None, table.columns,
-                            None, None, 0, 0, source={"connector": "mysql"})
-                     for op in (INSERT, UPDATE, DELETE)]  # fmt: skip
-            templates = [t for t in map(spec.template, heads) if t is not None]
-            if len(templates) == len(heads):
-                topics = tuple(spec.topic(head) for head in heads)
-                plan = accelerator.RecordPlan(image, tuple(templates), topics, spec.tombstones,
+            per_op = spec.per_op(table.schema, "", table.table, table.columns,
+                                 {"connector": "mysql"})  # fmt: skip
+            if per_op is not None:
+                templates, topics = per_op
+                plan = accelerator.RecordPlan(image, templates, topics, spec.tombstones,
                                               EVENT_ID_HEADER)  # fmt: skip
         self._record_plans[table] = plan
         return plan

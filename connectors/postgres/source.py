@@ -23,12 +23,9 @@ import psycopg
 from cdc.config import PostgresSourceConfig
 from cdc.errors import PositionLostError, SlotInUse, SourceError, SourceSetupError
 from cdc.model import (
-    DELETE,
     EVENT_ID_HEADER,
-    INSERT,
     MESSAGE,
     QUOTES_PLAIN_NUMERIC,
-    UPDATE,
     UTC_MICROS_TIMESTAMPTZ,
     Change,
     Commit,
@@ -44,7 +41,7 @@ from .pgoutput import PgoutputDecoder, Relation
 from .replication import ReplicationStream, classify, quote_ident
 from .snapshot import PublishedTable, TableSnapshot
 from .spill import remove_stale
-from .types import BOOL_CONVERTER, TEXT_CONVERTER
+from .types import BOOL_CONVERTER, TEXT_CONVERTER, numeric_precision_scale
 
 log = logging.getLogger("cdc.postgres")
 
@@ -509,10 +506,10 @@ class PostgresSource:
             zip(fields, values, shortcuts, strict=True)
         ):
             scale = 0
-            if getattr(shortcut, QUOTES_PLAIN_NUMERIC, False):
+            if getattr(shortcut, QUOTES_PLAIN_NUMERIC, False):  # numeric(p, s), s >= 0
                 kind = acc.PG_NUMERIC
-                scale = (relation.columns[k].type_modifier - 4) & 0xFFFF  # numeric(p, s)
-                if scale > 1000:
+                _, scale = numeric_precision_scale(relation.columns[k].type_modifier)
+                if not 0 <= scale <= 1000:
                     return None
             elif getattr(shortcut, UTC_MICROS_TIMESTAMPTZ, False):
                 kind = acc.PG_TIMESTAMPTZ
@@ -534,14 +531,12 @@ class PostgresSource:
         keys = tuple(index[name] for name in relation.key_names)
         if any(program[k][0] not in (acc.PG_INT, acc.PG_TEXT) for k in keys):
             return None
-        heads = [Change(op, self.database, relation.schema, relation.table, None, None, None,
-                        relation.column_types, None, None, 0, 0)
-                 for op in (INSERT, UPDATE, DELETE)]  # fmt: skip
-        templates = [t for t in map(spec.template, heads) if t is not None]
-        if len(templates) < len(heads):
+        per_op = spec.per_op(self.database, relation.schema, relation.table,
+                             relation.column_types, {})  # fmt: skip
+        if per_op is None:
             return None
-        topics = tuple(spec.topic(head) for head in heads)
-        return acc.PgTable(tuple(program), keys, tuple(templates), topics, spec.tombstones,
+        templates, topics = per_op
+        return acc.PgTable(tuple(program), keys, templates, topics, spec.tombstones,
                            EVENT_ID_HEADER)  # fmt: skip
 
     def _kept(

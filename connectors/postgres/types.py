@@ -95,6 +95,13 @@ _BOX = 603  # the one built-in type whose array delimiter is ';' (its values con
 _UTC = UTC
 
 
+def numeric_precision_scale(type_modifier: int) -> tuple[int, int]:
+    """A numeric(p, s) column's precision and scale from its typmod (at least 4).
+    The scale is an 11-bit signed number (negative scales since PostgreSQL 15)."""
+    mod = type_modifier - 4
+    return (mod >> 16) & 0xFFFF, ((mod & 0x7FF) ^ 1024) - 1024
+
+
 def type_name(oid: int, custom: Mapping[int, str] | None = None, type_modifier: int = -1) -> str:
     """The type's ``pg_type.typname`` ('int4', '_text'); ``oid:<n>`` when unknown.
 
@@ -110,9 +117,8 @@ def type_name(oid: int, custom: Mapping[int, str] | None = None, type_modifier: 
     if type_modifier >= 0:
         base = name.lstrip("_")
         if base == "numeric" and type_modifier >= 4:
-            mod = type_modifier - 4
-            # The scale is an 11-bit signed number (negative scales since PostgreSQL 15).
-            return f"{name}({(mod >> 16) & 0xFFFF},{((mod & 0x7FF) ^ 1024) - 1024})"
+            precision, scale = numeric_precision_scale(type_modifier)
+            return f"{name}({precision},{scale})"
         if base in _PRECISION_TYPES:
             return f"{name}({type_modifier})"
         if base in _LENGTH_TYPES and type_modifier >= 4:
