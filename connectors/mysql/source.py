@@ -101,8 +101,9 @@ log = logging.getLogger("cdc.mysql")
 
 BURST = 5000  # changes handed out per read() at most
 # A transaction whose events span more than this waits for no more bytes to be
-# rendered whole in C (see _read_scanned): the Python path takes it as it comes.
-SCAN_MAX_BYTES = 4 << 20
+# rendered whole in C (see _read_scanned): the Python path takes it as it comes,
+# a row event at a time. Whole, its records cost several times its binlog size.
+SCAN_MAX_BYTES = 1 << 18
 SYSTEM_SCHEMAS = frozenset(("mysql", "information_schema", "performance_schema", "sys"))
 REPLICA_RELEASE_WAIT = 5.0  # seconds to wait for our own previous connection to go
 # One header field (see events.HEADER) for the hot events: timestamp at 1, log_pos at 14.
